@@ -1,0 +1,35 @@
+# The two commands of the README, and what they need. Everything is installed into .venv
+# beside this file; Debian packages the tests need are installed with apt-get when missing.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEBIAN_PACKAGES := redis-server
+
+.PHONY: demo test system-deps clean
+
+## make demo: a local cluster from seeds/demo.json, then a host and a registry killed.
+demo: $(VENV)/.installed
+	$(BIN)/rpcmm demo --seed seeds/demo.json
+
+## make test: the whole test suite (unit, functional, real processes, contract, oslo driver).
+test: $(VENV)/.installed system-deps
+	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+$(VENV)/.installed: setup.cfg requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+system-deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+clean:
+	rm -rf $(VENV) build *.egg-info

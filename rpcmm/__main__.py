@@ -1,0 +1,5 @@
+import sys
+
+from rpcmm.cli import main
+
+sys.exit(main())

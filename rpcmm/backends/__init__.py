@@ -1,0 +1,1 @@
+"""Matchmaker backends; each implements :class:`rpcmm.matchmaker.Matchmaker`."""

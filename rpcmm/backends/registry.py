@@ -1,0 +1,121 @@
+"""The in-band registry backend: the main one.
+
+Two tiers answer a lookup, with a cache in front:
+
+1. the seed file (read once, no network) says where the registry servers are, and which
+   hosts serve topics statically;
+2. one registry server answers with the hosts registered for the topic (with failover to the
+   next registry on timeout).
+
+The answer (static hosts first, then registered ones) is cached for ``cache_max_age`` seconds.
+When no registry answers, a cached answer of any age is served (with a warning); failing that,
+the static ring's hosts; failing that, :class:`~rpcmm.errors.RegistryUnavailable` is raised.
+
+Registrations and heartbeats are cast to every registry in the seed. Each heartbeat carries
+the host's full topic set, so a registry that restarted or expired a host has it back within
+one heartbeat interval.
+"""
+
+import logging
+
+from rpcmm import protocol
+from rpcmm.cache import DEFAULT_CACHE_MAX_AGE, DEFAULT_CACHE_MAX_ENTRIES, LookupCache
+from rpcmm.client import DEFAULT_LOOKUP_TIMEOUT, RegistryClient
+from rpcmm.errors import ConfigurationError, RegistryUnavailable
+from rpcmm.logutil import RateLimitedLogger
+from rpcmm.matchmaker import Capability, Matchmaker
+
+__all__ = ["RegistryMatchmaker"]
+
+LOG = logging.getLogger(__name__)
+
+
+class RegistryMatchmaker(Matchmaker):
+    """A matchmaker backed by the registry servers a :class:`~rpcmm.seed.Seed` lists.
+
+    ``timing`` (a :class:`~rpcmm.timing.HeartbeatTiming`) is what this process declares for
+    its hosts. ``lookup_timeout`` is per registry, in seconds. ``context`` is a zmq context to
+    share (else the matchmaker makes and terms its own).
+    """
+
+    capabilities = frozenset({
+        Capability.SHARED_REGISTRATIONS, Capability.EXPIRY, Capability.REMOTE, Capability.STATIC_RING,
+    })
+
+    def __init__(self, seed, timing=None, lookup_timeout=DEFAULT_LOOKUP_TIMEOUT,
+                 cache_max_age=DEFAULT_CACHE_MAX_AGE, cache_max_entries=DEFAULT_CACHE_MAX_ENTRIES,
+                 context=None, **kwargs):
+        super().__init__(timing=timing, **kwargs)
+        if not seed.registries:
+            raise ConfigurationError(
+                f"{seed.source} lists no registries under 'rpcmm-registry'; use StaticMatchmaker for a plain ring"
+            )
+        if not lookup_timeout > 0:
+            raise ConfigurationError(f"lookup_timeout must be positive, got {lookup_timeout!r}")
+        self.seed = seed
+        self.lookup_timeout = lookup_timeout
+        self.cache = LookupCache(cache_max_age, cache_max_entries)
+        self._context = context
+        self._owns_context = context is None
+        self._client = None
+        self._stale_warnings = RateLimitedLogger(LOG, period=10.0)
+
+    def _open(self):
+        if self._context is None:
+            self._context = self.runtime.new_context()
+        self._client = RegistryClient(self.seed.registries, self._context, self.runtime, self.lookup_timeout).start()
+
+    def _close(self):
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+        if self._owns_context and self._context is not None:
+            self._context.term()
+            self._context = None
+
+    # -- registration ------------------------------------------------------------------------
+
+    def _state(self, host, topics):
+        return protocol.HostState(host, self.timing.interval, self.timing.ttl, tuple(sorted(topics)))
+
+    def _announce(self, host, topics):
+        self._client.cast(protocol.Heartbeat((self._state(host, topics),)))
+
+    def _announce_many(self, states):
+        records = [self._state(host, topics) for host, topics in states]
+        step = protocol.MAX_HOSTS_PER_MESSAGE
+        for start in range(0, len(records), step):
+            self._client.cast(protocol.Heartbeat(tuple(records[start:start + step])))
+
+    def _withdraw(self, host):
+        self._client.cast(protocol.Unregister((host,)))
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def _resolve(self, topic):
+        now = self.clock.monotonic()
+        hosts = self.cache.fresh(topic, now)
+        if hosts is not None:
+            return hosts
+        self._require_started()
+        static = self.seed.static_hosts(topic)
+        try:
+            registered, _ = self._client.lookup(topic)
+        except RegistryUnavailable:
+            stale = self.cache.stale(topic)
+            if stale is not None:
+                self._stale_warnings.log("no registry answered for %r; serving the cached answer from %.1fs ago",
+                                         topic, self.cache.age(topic, now))
+                return stale
+            if static:
+                return static
+            raise
+        hosts = static + tuple(h for h in registered if h not in static) if static else registered
+        self.cache.put(topic, hosts, now)
+        return hosts
+
+    def table(self):
+        """The table of the first registry that answers: ``(rows, endpoint)``; rows are
+        :class:`~rpcmm.protocol.TableRow`. Raises RegistryUnavailable if none answers."""
+        self._require_started()
+        return self._client.list_hosts()

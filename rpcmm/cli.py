@@ -1,0 +1,241 @@
+"""The ``rpcmm`` command: run a registry, register a host, look things up.
+
+Exit status: 0 on success, 1 on an error (one line on stderr, no traceback), 2 on a usage
+error. Each command is a small function; heavy imports happen inside it so ``rpcmm --help``
+stays fast.
+"""
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+from rpcmm.errors import RpcmmError
+
+__all__ = ["main"]
+
+LOG = logging.getLogger("rpcmm")
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.run(args) or 0
+    except RpcmmError as exc:
+        print(f"rpcmm: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="rpcmm",
+        description="In-band matchmaker for brokerless RPC over ZeroMQ.",
+    )
+    parser.set_defaults(command=None)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name, run, help, log_level="warning"):
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(command=name, run=run)
+        sub.add_argument("--log-level", default=log_level,
+                         choices=["debug", "info", "warning", "error"], help=f"default: {log_level}")
+        return sub
+
+    def seed_option(sub):
+        sub.add_argument("--seed", required=True, metavar="FILE", help="the seed file (JSON ring + registries)")
+
+    def timeout_option(sub):
+        sub.add_argument("--timeout", type=_positive, default=0.5, metavar="S",
+                         help="seconds to wait for each registry (default: 0.5)")
+
+    sub = command("registry", _registry, "Serve a registry in the foreground until SIGINT or SIGTERM.",
+                  log_level="info")
+    seed_option(sub)
+    sub.add_argument("--endpoint", required=True, metavar="HOST:PORT",
+                     help="which of the seed's registries this is (port 0: any free port, for tests)")
+    sub.add_argument("--bind", metavar="ADDRESS",
+                     help="address to bind instead of the endpoint's host (for example 0.0.0.0 or '*')")
+    sub.add_argument("--sweep-interval", type=_positive, default=None, metavar="S",
+                     help="seconds between expiry sweeps (default: 0.25)")
+
+    sub = command("register", _register,
+                  "Register a host for topics and heartbeat until SIGINT or SIGTERM, then unregister.")
+    seed_option(sub)
+    sub.add_argument("--host", required=True, metavar="NAME", help="the host name to register")
+    sub.add_argument("--interval", type=_positive, default=None, metavar="S",
+                     help="seconds between heartbeats (default: 1)")
+    sub.add_argument("--ttl", type=_positive, default=None, metavar="S",
+                     help="seconds the registries keep the host after its last heartbeat (default: 3)")
+    sub.add_argument("topics", nargs="+", metavar="TOPIC")
+
+    sub = command("lookup", _lookup, "Print the live hosts serving a topic.")
+    seed_option(sub)
+    timeout_option(sub)
+    sub.add_argument("--json", action="store_true", help="print a JSON array of host names")
+    sub.add_argument("topic", metavar="TOPIC")
+
+    sub = command("hosts", _hosts, "Print a registry's table of hosts.")
+    seed_option(sub)
+    timeout_option(sub)
+    sub.add_argument("--json", action="store_true", help="print the table as JSON")
+
+    sub = command("check-seed", _check_seed, "Validate a seed file and summarise it.")
+    sub.add_argument("seed", metavar="FILE")
+
+    sub = command("demo", _demo, "Run a local cluster from a seed file and show failures being handled.",
+                  log_level="error")
+    sub.add_argument("--seed", default=None, metavar="FILE",
+                     help="a seed listing two registries on this machine (default: seeds/demo.json)")
+    return parser
+
+
+def _positive(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+class _ShutdownSignals:
+    """Catch SIGINT and SIGTERM from the moment it is entered, so a signal that arrives while a
+    command is still starting is not lost; :meth:`wait` blocks until one has arrived."""
+
+    def __enter__(self):
+        self._received = []
+        self._done = threading.Event()
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame):
+        self._received.append(signal.Signals(signum).name)
+        self._done.set()
+
+    def wait(self):
+        """Block until SIGINT or SIGTERM; return the signal's name."""
+        while not self._done.wait(3600):
+            pass
+        return self._received[0]
+
+    def __exit__(self, *exc_info):
+        for sig, old in self._previous.items():
+            signal.signal(sig, old)
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def _registry(args):
+    from rpcmm.addressing import Endpoint
+    from rpcmm.errors import ConfigurationError
+    from rpcmm.seed import load_seed
+    from rpcmm.server import RegistryServer
+
+    seed = load_seed(args.seed)
+    endpoint = Endpoint.parse(args.endpoint)
+    if endpoint.port != 0 and endpoint not in seed.registries:
+        listed = ", ".join(str(e) for e in seed.registries) or "none"
+        raise ConfigurationError(f"{endpoint} is not one of the registries {args.seed} lists ({listed})")
+    bind = Endpoint(args.bind.strip("[]"), endpoint.port) if args.bind else endpoint
+    kwargs = {"sweep_interval": args.sweep_interval} if args.sweep_interval else {}
+    with _ShutdownSignals() as signals:
+        server = RegistryServer(bind, **kwargs)
+        server.start()
+        try:
+            # One machine-readable line on stdout: supervisors and tests wait for it.
+            print(f"rpcmm registry: serving on {server.endpoint}", flush=True)
+            LOG.info("%s received; stopping", signals.wait())
+        finally:
+            server.stop()
+    return 0
+
+
+def _register(args):
+    from rpcmm.factory import matchmaker_for_seed
+    from rpcmm.timing import DEFAULT_INTERVAL, DEFAULT_TTL, HeartbeatTiming
+
+    interval = args.interval or DEFAULT_INTERVAL
+    ttl = args.ttl or max(DEFAULT_TTL, 3 * interval)
+    matchmaker = matchmaker_for_seed(args.seed, timing=HeartbeatTiming(interval, ttl))
+    with _ShutdownSignals() as signals, matchmaker:
+        for topic in args.topics:
+            matchmaker.register(topic, args.host)
+        with matchmaker.heartbeat():
+            print(f"rpcmm register: {args.host} serves {', '.join(args.topics)}", flush=True)
+            LOG.info("%s received; unregistering %s", signals.wait(), args.host)
+    return 0
+
+
+def _lookup(args):
+    from rpcmm.addressing import validate_name
+    from rpcmm.factory import matchmaker_for_seed
+
+    validate_name("topic", args.topic)
+    with matchmaker_for_seed(args.seed, lookup_timeout=args.timeout) as matchmaker:
+        hosts = matchmaker.hosts(args.topic)
+    if args.json:
+        print(json.dumps(list(hosts)))
+    else:
+        for host in hosts:
+            print(host)
+    return 0
+
+
+def _hosts(args):
+    from rpcmm.backends.registry import RegistryMatchmaker
+    from rpcmm.seed import load_seed
+
+    seed = load_seed(args.seed)
+    with RegistryMatchmaker(seed, lookup_timeout=args.timeout) as matchmaker:
+        rows, endpoint = matchmaker.table()
+    if args.json:
+        print(json.dumps({
+            "registry": str(endpoint),
+            "hosts": [
+                {"host": r.host, "topics": list(r.topics), "age": round(r.age, 3),
+                 "interval": r.interval, "ttl": r.ttl}
+                for r in rows
+            ],
+        }, indent=2))
+        return 0
+    print(f"registry {endpoint}: {len(rows)} host(s)")
+    if rows:
+        width = max(4, *(len(r.host) for r in rows))
+        print(f"{'HOST':<{width}}  {'AGE(s)':>7}  TOPICS")
+        for r in rows:
+            print(f"{r.host:<{width}}  {r.age:>7.2f}  {' '.join(r.topics)}")
+    return 0
+
+
+def _check_seed(args):
+    from rpcmm.seed import load_seed
+
+    seed = load_seed(args.seed)
+    registries = ", ".join(str(e) for e in seed.registries) or "none (a static ring)"
+    print(f"{args.seed}: valid; {len(seed.ring)} static topic(s); registries: {registries}")
+    return 0
+
+
+def _demo(args):
+    from rpcmm.demo import run_demo
+
+    return run_demo(args.seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The client side of the registry protocol: casts to every registry, calls with failover.
+
+:class:`RegistryClient` owns two DEALER sockets per registry: one for casts (HEARTBEAT,
+UNREGISTER), one for calls (LOOKUP, LIST). Keeping them apart means a lookup waiting on a slow
+registry never delays a heartbeat. Each group is guarded by its own lock, so every method is
+thread-safe.
+
+Casts go to every registry and never block: they queue in zmq while a registry is
+unreachable, and beyond the high-water mark they are dropped (the next heartbeat carries the
+same full state). Call sockets set ZMQ_IMMEDIATE, so a call to a registry that has no live
+connection fails at once and the client moves to the next one instead of waiting out its
+timeout; a registry that is connected but silent costs one timeout. A reply that arrives after
+its call gave up is recognised by its request id and discarded.
+"""
+
+import itertools
+import logging
+import random
+import time
+
+from rpcmm import protocol
+from rpcmm.errors import LifecycleError, ProtocolError, RegistryUnavailable
+from rpcmm.runtime import default_runtime
+
+__all__ = ["RegistryClient", "DEFAULT_LOOKUP_TIMEOUT"]
+
+LOG = logging.getLogger(__name__)
+
+#: Seconds to wait for one registry's answer before trying the next.
+DEFAULT_LOOKUP_TIMEOUT = 0.5
+#: Casts queued per registry while it is unreachable; older state is useless beyond that.
+_CAST_HIGH_WATER_MARK = 1000
+#: Milliseconds close() waits to flush queued casts (the final UNREGISTER) to live registries.
+_CAST_LINGER_MS = 500
+
+
+class RegistryClient:
+    """Talks to the registries at ``endpoints`` (Endpoint objects, in seed order).
+
+    ``context`` is the zmq context to use; the client never terms it. Lifecycle:
+    :meth:`start` connects (no blocking: zmq connects in the background), :meth:`close`
+    closes every socket without lingering.
+    """
+
+    def __init__(self, endpoints, context, runtime=None, timeout=DEFAULT_LOOKUP_TIMEOUT):
+        if not endpoints:
+            raise ValueError("a RegistryClient needs at least one registry endpoint")
+        if not timeout > 0:
+            raise ValueError("lookup timeout must be positive")
+        self.endpoints = tuple(endpoints)
+        self.timeout = timeout
+        self.runtime = runtime if runtime is not None else default_runtime()
+        self._context = context
+        self._cast_lock = self.runtime.lock()
+        self._call_lock = self.runtime.lock()
+        self._cast_sockets = None
+        self._call_sockets = None
+        self._request_ids = itertools.count(random.getrandbits(32))
+        # Start at a random registry so clients spread over them; then stick to whichever answered.
+        self._preferred = random.randrange(len(self.endpoints))
+
+    def start(self):
+        zmq = self.runtime.zmq
+        self._cast_sockets = [self._connect(e, zmq, immediate=False) for e in self.endpoints]
+        self._call_sockets = [self._connect(e, zmq, immediate=True) for e in self.endpoints]
+        return self
+
+    def _connect(self, endpoint, zmq, immediate):
+        socket = self._context.socket(zmq.DEALER)
+        if immediate:
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.setsockopt(zmq.IMMEDIATE, 1)
+        else:
+            socket.setsockopt(zmq.LINGER, _CAST_LINGER_MS)
+            socket.setsockopt(zmq.SNDHWM, _CAST_HIGH_WATER_MARK)
+        if endpoint.is_ipv6:
+            socket.setsockopt(zmq.IPV6, 1)
+        socket.connect(endpoint.zmq_address())
+        return socket
+
+    def close(self):
+        """Close every socket; idempotent.
+
+        Queued casts (such as a final UNREGISTER) get up to half a second to reach live
+        registries when the owner terms the context; pending calls are dropped.
+        """
+        with self._cast_lock, self._call_lock:
+            for socket in (self._cast_sockets or []) + (self._call_sockets or []):
+                socket.close()
+            self._cast_sockets = self._call_sockets = None
+
+    # -- casts -------------------------------------------------------------------------------
+
+    def cast(self, message):
+        """Send ``message`` to every registry without waiting; return how many took it."""
+        frame = protocol.encode(message)
+        zmq = self.runtime.zmq
+        sent = 0
+        with self._cast_lock:
+            if self._cast_sockets is None:
+                raise LifecycleError("RegistryClient is not started")
+            for endpoint, socket in zip(self.endpoints, self._cast_sockets):
+                try:
+                    socket.send(frame, zmq.NOBLOCK)
+                    sent += 1
+                except zmq.Again:
+                    LOG.debug("registry %s is not taking casts (queue full); dropped one", endpoint)
+        return sent
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def lookup(self, topic):
+        """The hosts registered for ``topic``: ``(hosts, endpoint that answered)``."""
+        reply, endpoint = self._call(lambda rid: protocol.Lookup(rid, topic), protocol.Hosts, topic)
+        return reply.hosts, endpoint
+
+    def list_hosts(self):
+        """The table of the first registry that answers: ``(rows, endpoint that answered)``."""
+        reply, endpoint = self._call(protocol.ListHosts, protocol.Table, None)
+        return reply.rows, endpoint
+
+    def _call(self, make_request, reply_type, topic):
+        zmq = self.runtime.zmq
+        with self._call_lock:
+            sockets = self._call_sockets
+            if sockets is None:
+                raise LifecycleError("RegistryClient is not started")
+            count = len(sockets)
+            order = [(self._preferred + i) % count for i in range(count)]
+            unconnected = []
+            for index in order:
+                request_id = next(self._request_ids)
+                try:
+                    sockets[index].send(protocol.encode(make_request(request_id)), zmq.NOBLOCK)
+                except zmq.Again:  # no live connection (ZMQ_IMMEDIATE): try the others first
+                    unconnected.append(index)
+                    continue
+                reply = self._await(sockets[index], request_id, reply_type, self.timeout)
+                if reply is not None:
+                    self._preferred = index
+                    return reply, self.endpoints[index]
+                LOG.warning("registry %s did not answer within %gs; trying the next", self.endpoints[index],
+                            self.timeout)
+            if unconnected:
+                # None of the connected registries answered. Give the unconnected ones one
+                # timeout to connect (a client that just started has no connection yet).
+                reply = self._call_first_to_connect(sockets, unconnected, make_request, reply_type)
+                if reply is not None:
+                    return reply
+        raise RegistryUnavailable(topic, self.endpoints, self.timeout)
+
+    def _call_first_to_connect(self, sockets, indexes, make_request, reply_type):
+        zmq = self.runtime.zmq
+        poller = zmq.Poller()
+        for index in indexes:
+            poller.register(sockets[index], zmq.POLLOUT)
+        ready = dict(poller.poll(self.timeout * 1000))
+        for index in indexes:
+            if sockets[index] not in ready:
+                continue
+            request_id = next(self._request_ids)
+            try:
+                sockets[index].send(protocol.encode(make_request(request_id)), zmq.NOBLOCK)
+            except zmq.Again:
+                continue
+            reply = self._await(sockets[index], request_id, reply_type, self.timeout)
+            if reply is not None:
+                self._preferred = index
+                return reply, self.endpoints[index]
+        return None
+
+    def _await(self, socket, request_id, reply_type, timeout):
+        """Wait up to ``timeout`` for the reply to ``request_id``; None on timeout.
+
+        Waits on the socket in real time: this is I/O, not logic a test drives with a clock.
+        """
+        zmq = self.runtime.zmq
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not socket.poll(remaining * 1000, zmq.POLLIN):
+                return None
+            frame = socket.recv()
+            try:
+                reply = protocol.decode(frame)
+            except ProtocolError as exc:
+                LOG.warning("dropped a malformed reply from a registry: %s", exc)
+                continue
+            if getattr(reply, "request_id", None) != request_id:
+                continue  # the late answer to a call that already gave up
+            if type(reply) is protocol.Error:
+                LOG.warning("registry refused request %d: %s", request_id, reply.reason)
+                return None
+            if type(reply) is not reply_type:
+                LOG.warning("dropped a %s reply where %s was expected", type(reply).__name__, reply_type.__name__)
+                continue
+            return reply

@@ -1,0 +1,21 @@
+"""Choosing a backend from a seed."""
+
+from rpcmm.backends.registry import RegistryMatchmaker
+from rpcmm.backends.static import StaticMatchmaker
+from rpcmm.seed import Seed, load_seed
+
+__all__ = ["matchmaker_for_seed"]
+
+
+def matchmaker_for_seed(seed, **kwargs):
+    """The matchmaker a seed asks for: the in-band registry if it lists registries, else the
+    static ring. ``seed`` is a :class:`~rpcmm.seed.Seed` or a path; ``kwargs`` go to the backend."""
+    if not isinstance(seed, Seed):
+        seed = load_seed(seed)
+    if seed.registries:
+        return RegistryMatchmaker(seed, **kwargs)
+    kwargs.pop("lookup_timeout", None)
+    kwargs.pop("cache_max_age", None)
+    kwargs.pop("cache_max_entries", None)
+    kwargs.pop("context", None)
+    return StaticMatchmaker(seed, **kwargs)

@@ -1,0 +1,323 @@
+"""The registry wire protocol, version 1: encoding, decoding and validation.
+
+Every message is one zmq frame holding one msgpack array ``[version, kind, field...]``. Clients
+talk to a registry's ROUTER from a DEALER, so the ROUTER sees ``[identity, frame]`` and replies
+on the same identity. ``doc/protocol.rst`` is the reference for operators and other
+implementations; this module is the reference for the code.
+
+=========  ====  ===========================================================  =======
+kind       code  fields after ``[1, code]``                                   reply
+=========  ====  ===========================================================  =======
+HEARTBEAT  1     ``[[host, interval, ttl, [topic, ...]], ...]``                none
+UNREGISTER 2     ``[host, ...]``                                               none
+LOOKUP     3     ``request_id, topic``                                         HOSTS
+LIST       4     ``request_id``                                                TABLE
+HOSTS      5     ``request_id, [host, ...]``                                   -
+TABLE      6     ``request_id, [[host, age, interval, ttl, [topic, ...]], ...]``  -
+ERROR      7     ``request_id, reason``                                        -
+=========  ====  ===========================================================  =======
+
+A HEARTBEAT carries each host's *full* topic set: it registers, refreshes and replaces in one
+idempotent message, which is why a registry that restarted or expired a host has all of it
+back after one heartbeat. Registering or unregistering one topic is a HEARTBEAT sent at once
+with the new set; UNREGISTER removes hosts entirely.
+
+:func:`decode` validates everything (types, sizes, names) and raises
+:class:`~rpcmm.errors.ProtocolError` with a reason; receivers log and drop such messages.
+Fields appended after the ones listed are ignored, so version 1 can grow compatibly.
+"""
+
+import dataclasses
+import enum
+import math
+import typing
+
+import msgpack
+
+from rpcmm.addressing import MAX_NAME_LENGTH, is_clean_text
+from rpcmm.errors import ProtocolError
+
+__all__ = [
+    "VERSION",
+    "Kind",
+    "HostState",
+    "TableRow",
+    "Heartbeat",
+    "Unregister",
+    "Lookup",
+    "ListHosts",
+    "Hosts",
+    "Table",
+    "Error",
+    "encode",
+    "decode",
+    "MAX_MESSAGE_BYTES",
+    "MAX_HOSTS_PER_MESSAGE",
+    "MAX_TOPICS_PER_HOST",
+]
+
+VERSION = 1
+#: Largest frame a registry accepts (also set as the socket's ZMQ_MAXMSGSIZE).
+MAX_MESSAGE_BYTES = 1 << 20
+#: Most host records one HEARTBEAT or UNREGISTER may carry.
+MAX_HOSTS_PER_MESSAGE = 4096
+#: Most topics one host may serve.
+MAX_TOPICS_PER_HOST = 1024
+_MAX_REQUEST_ID = (1 << 63) - 1
+
+
+class Kind(enum.IntEnum):
+    HEARTBEAT = 1
+    UNREGISTER = 2
+    LOOKUP = 3
+    LIST = 4
+    HOSTS = 5
+    TABLE = 6
+    ERROR = 7
+
+
+class HostState(typing.NamedTuple):
+    """One host's declared state: its name, heartbeat interval and TTL, and every topic it serves.
+
+    A named tuple rather than a dataclass: registries build one per host per heartbeat.
+    """
+
+    host: str
+    interval: float
+    ttl: float
+    topics: tuple
+
+
+class TableRow(typing.NamedTuple):
+    """One row of a registry's table: ``age`` is seconds since the host's last heartbeat."""
+
+    host: str
+    age: float
+    interval: float
+    ttl: float
+    topics: tuple
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Heartbeat:
+    states: tuple  # of HostState
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unregister:
+    hosts: tuple
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Lookup:
+    request_id: int
+    topic: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ListHosts:
+    request_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hosts:
+    request_id: int
+    hosts: tuple
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Table:
+    request_id: int
+    rows: tuple  # of TableRow
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Error:
+    request_id: int
+    reason: str
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+
+def encode(message):
+    """The wire frame (bytes) for a message object."""
+    kind = type(message)
+    if kind is Heartbeat:
+        body = [Kind.HEARTBEAT, [[s.host, s.interval, s.ttl, list(s.topics)] for s in message.states]]
+    elif kind is Unregister:
+        body = [Kind.UNREGISTER, list(message.hosts)]
+    elif kind is Lookup:
+        body = [Kind.LOOKUP, message.request_id, message.topic]
+    elif kind is ListHosts:
+        body = [Kind.LIST, message.request_id]
+    elif kind is Hosts:
+        body = [Kind.HOSTS, message.request_id, list(message.hosts)]
+    elif kind is Table:
+        body = [Kind.TABLE, message.request_id,
+                [[r.host, r.age, r.interval, r.ttl, list(r.topics)] for r in message.rows]]
+    elif kind is Error:
+        body = [Kind.ERROR, message.request_id, message.reason]
+    else:
+        raise TypeError(f"not a protocol message: {kind.__name__}")
+    return msgpack.packb([VERSION, *body], use_bin_type=True)
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+def decode(frame):
+    """Decode and validate one frame; raise ProtocolError saying why it is unacceptable."""
+    if len(frame) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {len(frame)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        data = msgpack.unpackb(
+            frame,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_bin_len=0,
+            max_ext_len=0,
+            max_map_len=0,
+            max_str_len=4 * MAX_NAME_LENGTH,
+            max_array_len=max(MAX_HOSTS_PER_MESSAGE, MAX_TOPICS_PER_HOST, 1 << 20),
+        )
+    except UnicodeDecodeError:
+        raise ProtocolError("a string is not valid UTF-8") from None
+    except (ValueError, msgpack.UnpackException, TypeError) as exc:
+        # ExtraData, truncated input, a limit exceeded, a map or binary where none is allowed.
+        raise ProtocolError(f"not a msgpack message: {type(exc).__name__}: {exc}") from None
+    if type(data) is not list or len(data) < 2:
+        raise ProtocolError("expected an array [version, kind, ...]")
+    version, kind = data[0], data[1]
+    if version != VERSION or type(version) is not int:
+        raise ProtocolError(f"unsupported protocol version {version!r} (this side speaks {VERSION})")
+    decoder = _DECODERS.get(kind) if type(kind) is int else None
+    if decoder is None:
+        raise ProtocolError(f"unknown message kind {kind!r}")
+    return decoder(data)
+
+
+def _need(data, count, what):
+    if len(data) < count:
+        raise ProtocolError(f"{what} is truncated: {len(data)} fields, expected {count}")
+
+
+def _request_id(value):
+    if type(value) is not int or not 0 <= value <= _MAX_REQUEST_ID:
+        raise ProtocolError(f"request id must be a non-negative 64-bit integer, got {value!r}")
+    return value
+
+
+def _seconds(value, what):
+    if type(value) not in (int, float) or not math.isfinite(value) or value <= 0:
+        raise ProtocolError(f"{what} must be a positive finite number of seconds, got {value!r}")
+    return float(value)
+
+
+def _age(value):
+    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        raise ProtocolError(f"age must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def _names(values, what, limit):
+    """Validate a list of names in one pass; return them as a tuple."""
+    if type(values) is not list:
+        raise ProtocolError(f"{what} must be an array, got {type(values).__name__}")
+    if len(values) > limit:
+        raise ProtocolError(f"{len(values)} {what} exceed the limit of {limit}")
+    for value in values:
+        if type(value) is not str or not value or len(value) > MAX_NAME_LENGTH:
+            raise ProtocolError(f"{what}: {value!r:.60} is not a name of 1 to {MAX_NAME_LENGTH} characters")
+    # One C-speed scan over all names: white space or control characters anywhere are refused.
+    if not is_clean_text("".join(values)):
+        raise ProtocolError(f"{what}: a name contains white space or control characters")
+    return tuple(values)
+
+
+def _name(value, what):
+    return _names([value], what, 1)[0]
+
+
+def _host_states(records):
+    if type(records) is not list:
+        raise ProtocolError("heartbeat hosts must be an array")
+    if len(records) > MAX_HOSTS_PER_MESSAGE:
+        raise ProtocolError(f"{len(records)} host records exceed the limit of {MAX_HOSTS_PER_MESSAGE}")
+    states = []
+    for record in records:
+        if type(record) is not list or len(record) < 4:
+            raise ProtocolError("a host record must be [host, interval, ttl, [topics]]")
+        host, interval, ttl, topics = record[:4]
+        if type(topics) is not list:
+            raise ProtocolError("topics must be an array")
+        # The host is checked with its topics in one pass (this is the registry's hot path).
+        topics.append(host)
+        _names(topics, "host record", MAX_TOPICS_PER_HOST + 1)
+        topics.pop()
+        states.append(HostState(host, _seconds(interval, "interval"), _seconds(ttl, "ttl"), tuple(topics)))
+    return tuple(states)
+
+
+def _decode_heartbeat(data):
+    _need(data, 3, "HEARTBEAT")
+    return Heartbeat(_host_states(data[2]))
+
+
+def _decode_unregister(data):
+    _need(data, 3, "UNREGISTER")
+    return Unregister(_names(data[2], "hosts", MAX_HOSTS_PER_MESSAGE))
+
+
+def _decode_lookup(data):
+    _need(data, 4, "LOOKUP")
+    return Lookup(_request_id(data[2]), _name(data[3], "topic"))
+
+
+def _decode_list(data):
+    _need(data, 3, "LIST")
+    return ListHosts(_request_id(data[2]))
+
+
+def _decode_hosts(data):
+    _need(data, 4, "HOSTS")
+    return Hosts(_request_id(data[2]), _names(data[3], "hosts", 1 << 20))
+
+
+def _decode_table(data):
+    _need(data, 4, "TABLE")
+    rows = data[3]
+    if type(rows) is not list:
+        raise ProtocolError("table rows must be an array")
+    parsed = []
+    for row in rows:
+        if type(row) is not list or len(row) < 5:
+            raise ProtocolError("a table row must be [host, age, interval, ttl, [topics]]")
+        parsed.append(TableRow(
+            host=_name(row[0], "host"),
+            age=_age(row[1]),
+            interval=_seconds(row[2], "interval"),
+            ttl=_seconds(row[3], "ttl"),
+            topics=_names(row[4], "topics", MAX_TOPICS_PER_HOST),
+        ))
+    return Table(_request_id(data[2]), tuple(parsed))
+
+
+def _decode_error(data):
+    _need(data, 4, "ERROR")
+    reason = data[3]
+    if type(reason) is not str:
+        raise ProtocolError("error reason must be a string")
+    return Error(_request_id(data[2]), reason)
+
+
+_DECODERS = {
+    Kind.HEARTBEAT: _decode_heartbeat,
+    Kind.UNREGISTER: _decode_unregister,
+    Kind.LOOKUP: _decode_lookup,
+    Kind.LIST: _decode_list,
+    Kind.HOSTS: _decode_hosts,
+    Kind.TABLE: _decode_table,
+    Kind.ERROR: _decode_error,
+}

@@ -1,0 +1,137 @@
+"""The registry's table of live hosts: pure logic, no sockets, no threads, time passed in.
+
+The table maps each host to the topics it serves and the deadline after which it is forgotten,
+and keeps an index from topic to hosts so a lookup costs one dict access. A heartbeat carries
+the host's full topic set and replaces what the table held, so the table converges to what the
+hosts say after one heartbeat interval, whatever it held before.
+
+Not thread-safe: a registry server owns one table and touches it from its one loop.
+"""
+
+import enum
+import logging
+
+from rpcmm.protocol import TableRow
+from rpcmm.timing import TimingBounds
+
+__all__ = ["RegistryTable", "Change"]
+
+LOG = logging.getLogger(__name__)
+
+
+class Change(enum.Enum):
+    """What a heartbeat did to the table."""
+
+    JOINED = "joined"  # the host was not in the table
+    CHANGED = "changed"  # the host's topics changed
+    REFRESHED = "refreshed"  # same topics, new deadline
+
+
+class _Entry:
+    __slots__ = ("topics", "interval", "ttl", "last_seen", "deadline")
+
+    def __init__(self, topics, interval, ttl, now):
+        self.topics = topics
+        self.interval = interval
+        self.ttl = ttl
+        self.last_seen = now
+        self.deadline = now + ttl
+
+
+class RegistryTable:
+    """Hosts, their topics and their deadlines.
+
+    ``bounds`` (a :class:`~rpcmm.timing.TimingBounds`) clamps each host's declared interval and
+    TTL. Every method takes ``now``, a monotonic time in seconds, instead of reading a clock.
+    """
+
+    def __init__(self, bounds=None):
+        self.bounds = bounds if bounds is not None else TimingBounds()
+        self._hosts = {}  # host -> _Entry
+        self._by_topic = {}  # topic -> {host: None}, insertion-ordered
+        self._answers = {}  # topic -> tuple of hosts, rebuilt lazily after a change
+
+    def __len__(self):
+        return len(self._hosts)
+
+    def __contains__(self, host):
+        return host in self._hosts
+
+    @property
+    def registration_count(self):
+        """How many (topic, host) registrations the table holds."""
+        return sum(len(e.topics) for e in self._hosts.values())
+
+    def heartbeat(self, host, topics, interval, ttl, now):
+        """Record that ``host`` serves exactly ``topics`` (a tuple) as of ``now``; return a Change.
+
+        An empty ``topics`` removes the host (returning None), the same as :meth:`remove`.
+        """
+        entry = self._hosts.get(host)
+        if entry is not None and entry.topics == topics:
+            # The hot path: one comparison and a deadline. Timing may change without a new set.
+            if entry.interval != interval or entry.ttl != ttl:
+                entry.interval, entry.ttl = self.bounds.enforce(interval, ttl)
+            entry.last_seen = now
+            entry.deadline = now + entry.ttl
+            return Change.REFRESHED
+        if not topics:
+            self.remove(host)
+            return None
+        interval, ttl = self.bounds.enforce(interval, ttl)
+        if entry is None:
+            self._hosts[host] = _Entry(topics, interval, ttl, now)
+            self._index(host, (), topics)
+            return Change.JOINED
+        old = entry.topics
+        entry.topics, entry.interval, entry.ttl = topics, interval, ttl
+        entry.last_seen, entry.deadline = now, now + ttl
+        self._index(host, old, topics)
+        return Change.CHANGED
+
+    def remove(self, host):
+        """Forget ``host``; return True if it was in the table."""
+        entry = self._hosts.pop(host, None)
+        if entry is None:
+            return False
+        self._index(host, entry.topics, ())
+        return True
+
+    def expire(self, now):
+        """Forget every host whose deadline has passed; return their names."""
+        expired = [host for host, entry in self._hosts.items() if entry.deadline <= now]
+        for host in expired:
+            self.remove(host)
+        return expired
+
+    def hosts_for(self, topic):
+        """The hosts serving ``topic``, in registration order, as a tuple (cached until a change)."""
+        answer = self._answers.get(topic)
+        if answer is None:
+            answer = tuple(self._by_topic.get(topic, ()))
+            if topic in self._by_topic:
+                self._answers[topic] = answer
+        return answer
+
+    def rows(self, now):
+        """Every host as a :class:`~rpcmm.protocol.TableRow`, sorted by host name."""
+        return tuple(
+            TableRow(host, max(0.0, now - e.last_seen), e.interval, e.ttl, tuple(sorted(e.topics)))
+            for host, e in sorted(self._hosts.items())
+        )
+
+    def topics(self):
+        """Every topic with at least one host."""
+        return tuple(self._by_topic)
+
+    def _index(self, host, old, new):
+        old_set, new_set = set(old), set(new)
+        for topic in old_set - new_set:
+            hosts = self._by_topic[topic]
+            del hosts[host]
+            if not hosts:
+                del self._by_topic[topic]
+            self._answers.pop(topic, None)
+        for topic in new_set - old_set:
+            self._by_topic.setdefault(topic, {})[host] = None
+            self._answers.pop(topic, None)

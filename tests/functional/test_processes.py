@@ -1,0 +1,128 @@
+"""End to end with real processes: the CLI contract, kill -9, registry death and restart."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rpcmm.testing import start_register, start_registry, wait_for, write_seed
+
+
+def rpcmm(*args, timeout=30):
+    return subprocess.run([sys.executable, "-m", "rpcmm", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """Two registry processes on OS-picked ports and the seed that lists them."""
+    bootstrap = write_seed(tmp_path / "bootstrap.json")
+    with start_registry(bootstrap, extra_args=["--sweep-interval", "0.05"]) as first, \
+            start_registry(bootstrap, extra_args=["--sweep-interval", "0.05"]) as second:
+        seed = write_seed(tmp_path / "seed.json", [first.endpoint, second.endpoint], ring={"ringed": ["s1"]})
+        yield seed, first, second
+
+
+def lookup(seed, topic):
+    result = rpcmm("lookup", "--seed", str(seed), "--json", "--timeout", "0.3", topic)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_cli_contract_end_to_end(cluster):
+    seed, first, second = cluster
+    with start_register(seed, "c1.example.org", ["scheduler", "compute"], interval=0.1, ttl=0.5) as host:
+        wait_for(lambda: lookup(seed, "scheduler") == ["c1.example.org"], timeout=10)
+        plain = rpcmm("lookup", "--seed", str(seed), "compute")
+        assert plain.returncode == 0 and plain.stdout == "c1.example.org\n" and plain.stderr == ""
+        as_json = rpcmm("lookup", "--seed", str(seed), "--json", "compute")
+        assert json.loads(as_json.stdout) == ["c1.example.org"] and as_json.stderr == ""
+        table = rpcmm("hosts", "--seed", str(seed), "--json")
+        document = json.loads(table.stdout)
+        assert document["registry"] in (str(first.endpoint), str(second.endpoint))
+        (row,) = document["hosts"]
+        assert row["host"] == "c1.example.org" and row["topics"] == ["compute", "scheduler"]
+        assert 0 <= row["age"] < 2
+        text = rpcmm("hosts", "--seed", str(seed))
+        assert "c1.example.org" in text.stdout and "compute scheduler" in text.stdout
+        assert host.stop() == 0  # SIGTERM: unregisters, then exits 0
+    # Unregistered at once, not after its TTL.
+    assert lookup(seed, "scheduler") == []
+    assert lookup(seed, "ringed") == ["s1"]
+
+
+def test_sigint_also_ends_register_and_registry_cleanly(tmp_path):
+    bootstrap = write_seed(tmp_path / "bootstrap.json")
+    with start_registry(bootstrap) as registry:
+        seed = write_seed(tmp_path / "seed.json", [registry.endpoint])
+        with start_register(seed, "h1", ["t"]) as host:
+            host.signal(signal.SIGINT)
+            assert host.process.wait(10) == 0
+        registry.signal(signal.SIGINT)
+        assert registry.process.wait(10) == 0
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["lookup", "--seed", "/nonexistent.json", "t"], 1, "cannot read"),
+    (["lookup", "--seed", "{seed}", "bad topic"], 1, "white space"),
+    (["hosts", "--seed", "{ring}"], 1, "lists no registries"),
+    (["lookup", "--seed", "{seed}", "--timeout", "0.1", "t"], 1, "no registry answered"),
+    (["registry", "--seed", "{seed}", "--endpoint", "127.0.0.1:1"], 1, "is not one of the registries"),
+    (["register", "--seed", "{seed}", "--host", "h", "--interval", "2", "--ttl", "1", "t"], 1, "must be longer"),
+    (["lookup", "--seed"], 2, "usage:"),
+    (["registry", "--seed", "{seed}"], 2, "--endpoint"),
+    (["lookup", "--seed", "{seed}", "--timeout", "-1", "t"], 2, "must be positive"),
+    ([], 2, "usage:"),
+])
+def test_errors_are_one_line_and_usage_is_status_2(tmp_path, args, code, message):
+    seed = write_seed(tmp_path / "seed.json", ["127.0.0.1:9"])  # nothing listens on port 9
+    ring = write_seed(tmp_path / "ring.json", ring={"t": ["h"]})
+    result = rpcmm(*[a.format(seed=seed, ring=ring) for a in args])
+    assert result.returncode == code, result
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    if code == 1:
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("rpcmm: error: ")
+
+
+def test_lookup_of_a_plain_ring_needs_no_registry(tmp_path):
+    ring = write_seed(tmp_path / "ring.json", ring={"t": ["h1", "h2"]})
+    result = rpcmm("lookup", "--seed", str(ring), "--json", "t")
+    assert json.loads(result.stdout) == ["h1", "h2"]
+
+
+def test_kill_9_host_leaves_lookups_within_its_ttl(cluster):
+    seed, _, _ = cluster
+    ttl = 0.6
+    with start_register(seed, "victim", ["t"], interval=0.1, ttl=ttl) as victim, \
+            start_register(seed, "survivor", ["t"], interval=0.1, ttl=ttl):
+        wait_for(lambda: sorted(lookup(seed, "t")) == ["survivor", "victim"], timeout=10)
+        victim.kill()
+        killed_at = time.monotonic()
+        wait_for(lambda: lookup(seed, "t") == ["survivor"], timeout=10, poll=0.02)
+        # TTL + one sweep (0.05 s) + the time one `rpcmm lookup` process takes to answer.
+        assert time.monotonic() - killed_at < ttl + 0.05 + 1.0
+
+
+def test_lookups_continue_when_a_registry_is_killed_and_it_comes_back_whole(cluster, tmp_path):
+    seed, first, second = cluster
+    interval = 0.2
+    with start_register(seed, "h1", ["a", "b", "c"], interval=interval, ttl=1.0):
+        wait_for(lambda: lookup(seed, "a") == ["h1"], timeout=10)
+        first.kill()
+        for _ in range(5):
+            assert lookup(seed, "b") == ["h1"]
+        # Restart it on the same port; ask it alone for its table.
+        only_first = write_seed(tmp_path / "first.json", [first.endpoint])
+        with start_registry(only_first, endpoint=first.endpoint):
+            restarted_at = time.monotonic()
+            wait_for(lambda: json.loads(rpcmm("hosts", "--seed", str(only_first), "--json").stdout)["hosts"],
+                     timeout=10, poll=0.01)
+            rows = json.loads(rpcmm("hosts", "--seed", str(only_first), "--json").stdout)["hosts"]
+            assert rows[0]["topics"] == ["a", "b", "c"]
+            # Within one interval of restarting, give or take the client's reconnect and one
+            # `rpcmm hosts` process start (which dominates: ~0.2 s of Python start-up).
+            assert time.monotonic() - restarted_at < interval + 0.1 + 1.0

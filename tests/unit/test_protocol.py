@@ -1,0 +1,106 @@
+import math
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rpcmm import protocol as p
+from rpcmm.errors import ProtocolError
+
+MESSAGES = [
+    p.Heartbeat((p.HostState("h1", 1.0, 3.0, ("a", "b")), p.HostState("h2.example.org", 0.5, 2.0, ()))),
+    p.Unregister(("h1", "h2")),
+    p.Lookup(7, "scheduler"),
+    p.ListHosts(2**63 - 1),
+    p.Hosts(0, ("h1", "10.0.0.1:9501")),
+    p.Table(3, (p.TableRow("h1", 0.25, 1.0, 3.0, ("a",)),)),
+    p.Error(4, "no"),
+]
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+def test_every_message_round_trips(message):
+    assert p.decode(p.encode(message)) == message
+
+
+def test_a_heartbeat_is_compact():
+    frame = p.encode(p.Heartbeat((p.HostState("compute-017.example.org", 1.0, 3.0,
+                                              tuple(f"topic-{i}" for i in range(10))),)))
+    assert len(frame) < 140
+
+
+def pack(*fields):
+    return msgpack.packb(list(fields), use_bin_type=True)
+
+
+@pytest.mark.parametrize("frame, reason", [
+    (b"", "not a msgpack message"),
+    (pack(1, 3, 7, "t")[:-1], "not a msgpack message"),  # truncated
+    (pack(1, 3, 7, "t") + b"\x00", "not a msgpack message"),  # trailing bytes
+    (msgpack.packb({"v": 1}), "not a msgpack message"),  # maps are not used
+    (pack(1), "expected an array"),
+    (msgpack.packb(5), "expected an array"),
+    (pack(2, 3, 7, "t"), "unsupported protocol version 2"),
+    (pack(True, 3, 7, "t"), "unsupported protocol version"),
+    (pack(1, 99), "unknown message kind 99"),
+    (pack(1, "3", 7, "t"), "unknown message kind"),
+    (pack(1, 3, 7), "truncated"),
+    (pack(1, 3, -1, "t"), "request id"),
+    (pack(1, 3, 7, 5), "not a name"),
+    (pack(1, 3, 7, ""), "not a name"),
+    (pack(1, 3, 7, "a b"), "white space"),
+    (pack(1, 3, 7, b"bytes"), "not a msgpack message"),  # binary is refused outright
+    (b"\x94\x01\x03\x07\xa2\xff\xfe", "UTF-8"),
+    (pack(1, 1, "hosts"), "must be an array"),
+    (pack(1, 1, [["h", 1.0, 3.0]]), "host record"),
+    (pack(1, 1, [["h", 0, 3.0, []]]), "interval"),
+    (pack(1, 1, [["h", 1.0, math.inf, []]]), "ttl"),
+    (pack(1, 1, [["h", 1.0, math.nan, []]]), "ttl"),
+    (pack(1, 1, [["h", True, 3.0, []]]), "interval"),
+    (pack(1, 1, [["h", 1.0, 3.0, "t"]]), "topics must be an array"),
+    (pack(1, 1, [["h", 1.0, 3.0, [1]]]), "not a name"),
+    (pack(1, 1, [["h h", 1.0, 3.0, ["t"]]]), "white space"),
+    (pack(1, 1, [["h", 1.0, 3.0, ["t"] * (p.MAX_TOPICS_PER_HOST + 1)]]), "exceed the limit"),
+    (pack(1, 1, [["h", 1.0, 3.0, []]] * (p.MAX_HOSTS_PER_MESSAGE + 1)), "exceed the limit"),
+    (pack(1, 3, 7, "x" * 256), "not a name"),
+    (pack(1, 3, 7, "x" * 5000), "not a msgpack message"),  # beyond the string limit
+    (b"\x00" * (p.MAX_MESSAGE_BYTES + 1), "exceeds"),
+])
+def test_malformed_frames_raise_protocol_error_with_a_reason(frame, reason):
+    with pytest.raises(ProtocolError, match=reason):
+        p.decode(frame)
+
+
+def test_extra_trailing_fields_are_ignored_for_forward_compatibility():
+    assert p.decode(pack(1, 3, 7, "t", "future")) == p.Lookup(7, "t")
+
+
+def test_encode_refuses_non_messages():
+    with pytest.raises(TypeError):
+        p.encode(object())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_raise_anything_but_protocol_error(frame):
+    try:
+        p.decode(frame)
+    except ProtocolError:
+        pass
+
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 8), json_like, json_like, json_like)
+def test_well_framed_but_wrongly_typed_fields_raise_protocol_error(kind, a, b, c):
+    try:
+        p.decode(pack(1, kind, a, b, c))
+    except ProtocolError:
+        pass

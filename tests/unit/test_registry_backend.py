@@ -1,0 +1,111 @@
+"""RegistryMatchmaker's two tiers and cache, with the registry client replaced by a fake."""
+
+import pytest
+
+from rpcmm.addressing import Endpoint, Fanout
+from rpcmm.backends.registry import RegistryMatchmaker
+from rpcmm.errors import ConfigurationError, RegistryUnavailable
+from rpcmm.protocol import Heartbeat, Unregister
+from rpcmm.seed import Seed
+from rpcmm.timing import HeartbeatTiming
+
+REGISTRY = Endpoint("127.0.0.1", 7701)
+
+
+class FakeClient:
+    def __init__(self):
+        self.answers = {}
+        self.down = False
+        self.lookups = 0
+        self.casts = []
+
+    def lookup(self, topic):
+        self.lookups += 1
+        if self.down:
+            raise RegistryUnavailable(topic, [REGISTRY], 0.5)
+        return self.answers.get(topic, ()), REGISTRY
+
+    def cast(self, message):
+        self.casts.append(message)
+        return 1
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def fake():
+    return FakeClient()
+
+
+@pytest.fixture
+def make(clock, fake, monkeypatch):
+    def _open(self):
+        self._client = fake
+
+    monkeypatch.setattr(RegistryMatchmaker, "_open", _open)
+    monkeypatch.setattr(RegistryMatchmaker, "_close", lambda self: None)
+    made = []
+
+    def factory(ring=None, **kwargs):
+        seed = Seed.build(ring=ring or {}, registries=[REGISTRY])
+        mm = RegistryMatchmaker(seed, clock=clock, cache_max_age=1.0, **kwargs).start()
+        made.append(mm)
+        return mm
+
+    yield factory
+    for mm in made:
+        mm.stop()
+
+
+def test_repeated_lookups_are_served_from_the_cache_until_it_ages(make, fake, clock):
+    mm = make()
+    fake.answers["t"] = ("h1",)
+    assert mm.hosts("t") == ("h1",)
+    fake.answers["t"] = ("h1", "h2")
+    assert mm.hosts("t") == ("h1",) and fake.lookups == 1
+    clock.advance(1.0)
+    assert mm.hosts("t") == ("h1", "h2") and fake.lookups == 2
+
+
+def test_static_hosts_come_first_and_are_not_repeated(make, fake):
+    mm = make(ring={"t": ["s1", "h1"]})
+    fake.answers["t"] = ("h1", "h2")
+    assert mm.lookup(Fanout("t")) == ("s1", "h1", "h2")
+
+
+def test_no_registry_serves_the_stale_cache_then_the_ring_then_raises(make, fake, clock):
+    mm = make(ring={"ringed": ["s1"]})
+    fake.answers["cached"] = ("h1",)
+    mm.hosts("cached")
+    fake.down = True
+    clock.advance(60)
+    assert mm.hosts("cached") == ("h1",)  # stale, but better than nothing
+    assert mm.hosts("ringed") == ("s1",)
+    with pytest.raises(RegistryUnavailable) as caught:
+        mm.hosts("unknown")
+    assert caught.value.topic == "unknown" and caught.value.endpoints == (REGISTRY,)
+
+
+def test_registration_casts_full_state_with_declared_timing(make, fake):
+    mm = make(timing=HeartbeatTiming(0.5, 2.0))
+    mm.register("b", "h1")
+    mm.register("a", "h1")
+    last = fake.casts[-1]
+    assert isinstance(last, Heartbeat)
+    assert last.states[0] == ("h1", 0.5, 2.0, ("a", "b"))
+    mm.unregister("a", "h1")
+    mm.unregister("b", "h1")
+    assert fake.casts[-1] == Unregister(("h1",))
+
+
+def test_heartbeats_batch_many_hosts_per_message(make, fake):
+    mm = make()
+    mm._announce_many([(f"h{i}", frozenset({"t"})) for i in range(5000)])
+    sizes = [len(m.states) for m in fake.casts]
+    assert sizes == [4096, 904]
+
+
+def test_a_seed_without_registries_is_refused():
+    with pytest.raises(ConfigurationError, match="lists no registries"):
+        RegistryMatchmaker(Seed.build(ring={"t": ["h"]}))

@@ -1,0 +1,92 @@
+import pytest
+
+from rpcmm.table import Change, RegistryTable
+from rpcmm.timing import TimingBounds
+
+
+@pytest.fixture
+def table():
+    return RegistryTable(TimingBounds(min_interval=0.01, min_ttl=0.01))
+
+
+def test_join_refresh_change_and_index(table):
+    assert table.heartbeat("h1", ("a", "b"), 1.0, 3.0, now=0.0) is Change.JOINED
+    assert table.heartbeat("h2", ("b",), 1.0, 3.0, now=0.0) is Change.JOINED
+    assert table.hosts_for("b") == ("h1", "h2")
+    assert table.heartbeat("h1", ("a", "b"), 1.0, 3.0, now=1.0) is Change.REFRESHED
+    assert table.heartbeat("h1", ("a", "c"), 1.0, 3.0, now=2.0) is Change.CHANGED
+    assert table.hosts_for("b") == ("h2",)
+    assert table.hosts_for("c") == ("h1",)
+    assert table.hosts_for("nobody") == ()
+    assert table.registration_count == 3
+
+
+def test_a_silent_host_expires_after_its_ttl_and_only_it(table):
+    table.heartbeat("quiet", ("t",), 1.0, 3.0, now=0.0)
+    table.heartbeat("chatty", ("t",), 1.0, 3.0, now=0.0)
+    for now in (1.0, 2.0, 3.0):
+        table.heartbeat("chatty", ("t",), 1.0, 3.0, now=now)
+    assert table.expire(2.999) == []
+    assert table.expire(3.0) == ["quiet"]
+    assert table.hosts_for("t") == ("chatty",)
+    assert "quiet" not in table and "chatty" in table
+
+
+def test_a_heartbeat_brings_a_forgotten_host_fully_back(table):
+    table.heartbeat("h", ("a", "b", "c"), 1.0, 3.0, now=0.0)
+    table.expire(10.0)
+    assert len(table) == 0
+    assert table.heartbeat("h", ("a", "b", "c"), 1.0, 3.0, now=10.5) is Change.JOINED
+    assert all(table.hosts_for(t) == ("h",) for t in "abc")
+
+
+def test_empty_topics_remove_the_host(table):
+    table.heartbeat("h", ("a",), 1.0, 3.0, now=0.0)
+    assert table.heartbeat("h", (), 1.0, 3.0, now=1.0) is None
+    assert len(table) == 0 and table.hosts_for("a") == ()
+
+
+def test_remove_touches_no_other_host(table):
+    table.heartbeat("h1", ("a",), 1.0, 3.0, now=0.0)
+    table.heartbeat("h2", ("a",), 1.0, 3.0, now=0.0)
+    assert table.remove("h1") is True
+    assert table.remove("h1") is False
+    assert table.hosts_for("a") == ("h2",)
+
+
+def test_declared_timing_is_clamped_into_the_bounds():
+    table = RegistryTable(TimingBounds(min_interval=1.0, max_interval=5.0, min_ttl=2.0, max_ttl=10.0))
+    table.heartbeat("eager", ("t",), 0.001, 0.002, now=0.0)
+    table.heartbeat("lazy", ("t",), 100.0, 1000.0, now=0.0)
+    rows = {r.host: r for r in table.rows(now=0.0)}
+    assert (rows["eager"].interval, rows["eager"].ttl) == (1.0, 2.0)
+    assert (rows["lazy"].interval, rows["lazy"].ttl) == (5.0, 10.0)
+    assert table.expire(1.99) == []
+    assert table.expire(2.0) == ["eager"]
+    assert table.expire(9.99) == []
+    assert table.expire(10.0) == ["lazy"]
+
+
+def test_a_timing_change_alone_applies_the_new_ttl(table):
+    table.heartbeat("h", ("t",), 1.0, 3.0, now=0.0)
+    table.heartbeat("h", ("t",), 1.0, 10.0, now=1.0)
+    assert table.expire(5.0) == []
+    assert table.expire(11.0) == ["h"]
+
+
+def test_rows_report_age_and_sorted_topics(table):
+    table.heartbeat("b", ("z", "y"), 1.0, 3.0, now=0.0)
+    table.heartbeat("a", ("x",), 1.0, 3.0, now=1.0)
+    rows = table.rows(now=2.5)
+    assert [r.host for r in rows] == ["a", "b"]
+    assert rows[1].topics == ("y", "z") and rows[1].age == pytest.approx(2.5)
+
+
+def test_cached_answers_follow_changes(table):
+    table.heartbeat("h1", ("t",), 1.0, 3.0, now=0.0)
+    first = table.hosts_for("t")
+    assert table.hosts_for("t") is first  # served from the answer cache
+    table.heartbeat("h2", ("t",), 1.0, 3.0, now=0.0)
+    assert table.hosts_for("t") == ("h1", "h2")
+    table.expire(100.0)
+    assert table.hosts_for("t") == () and table.topics() == ()
