@@ -1,40 +1,70 @@
-"""The client's lookup cache: recent answers, their age, and stale answers as a fallback.
+"""The client's lookup cache: answers, how long they stay fresh, and stale answers as a fallback.
 
-A fresh entry (younger than ``max_age``) answers a lookup without asking a registry; an
-older one is refetched, and served anyway (stale) if no registry answers. The cache holds at
-most ``max_entries`` topics, dropping the least recently stored first.
+A fresh entry answers a lookup without asking a registry. An entry is fresh for ``max_age``
+seconds, or for the longer ``live_max_age`` when it was stored from, or kept up to date by, a
+registry's live feed (each change then arrives as a delta within milliseconds, so age is no
+longer what keeps it right). An entry past its freshness is refetched, and served anyway
+(stale) if no registry answers. At most ``max_entries`` topics are kept, the least recently
+stored dropped first.
 
-Pure logic: time is passed in. Thread-safe for concurrent ``get``/``put`` under CPython (each
-is a few atomic dict operations; a lost race only costs a redundant fetch).
+Every entry carries the registry ``epoch`` and topic ``version`` it reflects, so a delta is
+applied only on top of the version it follows; any other delta means something was missed,
+and the entry is made stale so the next lookup reloads it (the Clone pattern's resync).
+
+Reads take no lock (one dict access); writes take one, because a lookup answer and a live
+delta for the same topic may race and the newer version must win. Pure logic: time is passed in.
 """
 
-__all__ = ["LookupCache", "DEFAULT_CACHE_MAX_AGE", "DEFAULT_CACHE_MAX_ENTRIES"]
+import enum
+import threading
 
-#: Seconds a cached answer is served without asking a registry again.
+__all__ = ["LookupCache", "Applied", "DEFAULT_CACHE_MAX_AGE", "DEFAULT_LIVE_MAX_AGE",
+           "DEFAULT_CACHE_MAX_ENTRIES"]
+
+#: Seconds an answer is served without asking a registry again.
 DEFAULT_CACHE_MAX_AGE = 1.0
+#: Seconds an answer kept up to date by a live feed is served without asking again.
+DEFAULT_LIVE_MAX_AGE = 10.0
 #: Topics kept at most.
 DEFAULT_CACHE_MAX_ENTRIES = 65536
 
+_NEVER = float("-inf")
+
+
+class Applied(enum.Enum):
+    """What a live-feed message did to the cache."""
+
+    APPLIED = "applied"
+    IGNORED = "ignored"  # old news, or a topic this cache does not hold
+    GAP = "gap"  # a version was missed: the entry is stale until the next lookup reloads it
+
 
 class LookupCache:
-    """topic -> (hosts, stored_at); see the module docstring."""
+    """topic -> (hosts, fresh_until, stored_at, epoch, version); see the module docstring."""
 
-    def __init__(self, max_age=DEFAULT_CACHE_MAX_AGE, max_entries=DEFAULT_CACHE_MAX_ENTRIES):
-        if max_age < 0:
-            raise ValueError("cache max_age must be >= 0")
+    def __init__(self, max_age=DEFAULT_CACHE_MAX_AGE, max_entries=DEFAULT_CACHE_MAX_ENTRIES,
+                 live_max_age=DEFAULT_LIVE_MAX_AGE, lock=None):
+        if max_age < 0 or live_max_age < 0:
+            raise ValueError("cache ages must be >= 0")
         if max_entries < 1:
             raise ValueError("cache max_entries must be >= 1")
         self.max_age = max_age
+        self.live_max_age = live_max_age
         self.max_entries = max_entries
-        self._entries = {}  # topic -> (hosts, stored_at); dict order is storage order
+        #: Incremented on every write, so a writer to disk knows whether anything changed.
+        self.generation = 0
+        self._entries = {}  # dict order is storage order
+        self._lock = lock if lock is not None else threading.Lock()
 
     def __len__(self):
         return len(self._entries)
 
+    # -- reads (no lock) -------------------------------------------------------------------------
+
     def fresh(self, topic, now):
-        """The cached hosts if younger than max_age, else None."""
+        """The cached hosts if still fresh, else None."""
         entry = self._entries.get(topic)
-        if entry is not None and now - entry[1] < self.max_age:
+        if entry is not None and now < entry[1]:
             return entry[0]
         return None
 
@@ -44,24 +74,85 @@ class LookupCache:
         return None if entry is None else entry[0]
 
     def age(self, topic, now):
-        """Seconds since ``topic`` was stored, or None."""
+        """Seconds since ``topic`` was stored, or None (infinite for entries loaded from disk)."""
         entry = self._entries.get(topic)
-        return None if entry is None else now - entry[1]
+        return None if entry is None else now - entry[2]
 
-    def put(self, topic, hosts, now):
-        """Store ``hosts`` (a tuple) for ``topic`` as of ``now``."""
-        entries = self._entries
-        entries.pop(topic, None)  # re-insert at the end: dict order is then storage order
-        entries[topic] = (hosts, now)
-        while len(entries) > self.max_entries:
-            try:
-                del entries[next(iter(entries))]
-            except (StopIteration, KeyError, RuntimeError):  # raced with another put
-                break
+    def snapshot(self):
+        """Every topic's hosts, as a plain dict (for writing to disk)."""
+        return {topic: list(entry[0]) for topic, entry in list(self._entries.items())}
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def put(self, topic, hosts, now, epoch=0, version=0, live=False):
+        """Store a lookup answer, unless the cache already holds a newer version of it."""
+        with self._lock:
+            entry = self._entries.get(topic)
+            if entry is not None and epoch and entry[3] == epoch and entry[4] > version:
+                return
+            self._store(topic, hosts, now, epoch, version, live)
+
+    def apply_delta(self, delta, now):
+        """Apply a live-feed DELTA; see :class:`Applied`."""
+        with self._lock:
+            entry = self._entries.get(delta.topic)
+            if entry is None:
+                return Applied.IGNORED
+            if entry[3] != delta.epoch or delta.previous != entry[4]:
+                if entry[3] == delta.epoch and delta.version <= entry[4]:
+                    return Applied.IGNORED
+                self._entries[delta.topic] = (entry[0], _NEVER, entry[2], entry[3], entry[4])
+                return Applied.GAP
+            self._store(delta.topic, delta.hosts, now, delta.epoch, delta.version, True)
+            return Applied.APPLIED
+
+    def apply_snapshot(self, snapshot, now):
+        """Apply a live-feed SNAPSHOT (a topic's whole state, sent on subscription)."""
+        with self._lock:
+            entry = self._entries.get(snapshot.topic)
+            if entry is not None and entry[3] == snapshot.epoch and entry[4] > snapshot.version:
+                return Applied.IGNORED
+            self._store(snapshot.topic, snapshot.hosts, now, snapshot.epoch, snapshot.version, True)
+            return Applied.APPLIED
+
+    def demote(self, now, keep_epoch=None):
+        """The live feed is lost (or restarted): no entry stays fresh longer than ``max_age``,
+        and entries of any epoch but ``keep_epoch`` stop being fresh at all."""
+        with self._lock:
+            limit = now + self.max_age
+            for topic, entry in list(self._entries.items()):
+                until = entry[1] if keep_epoch is not None and entry[3] == keep_epoch else _NEVER
+                self._entries[topic] = (entry[0], min(until, limit), entry[2], entry[3], entry[4])
+
+    def load(self, answers, stored_at=_NEVER):
+        """Fill the cache with stale answers (a dict of topic -> hosts), e.g. read from disk at
+        start; they are never fresh, only a fallback when no registry answers."""
+        with self._lock:
+            for topic, hosts in answers.items():
+                if topic not in self._entries:
+                    self._entries[topic] = (tuple(hosts), _NEVER, stored_at, 0, 0)
+            self.generation += 1
 
     def invalidate(self, topic=None):
         """Forget ``topic``, or everything."""
-        if topic is None:
-            self._entries.clear()
-        else:
-            self._entries.pop(topic, None)
+        with self._lock:
+            if topic is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(topic, None)
+            self.generation += 1
+
+    def stale_host(self, host):
+        """Make every entry that names ``host`` stale, so the next lookup asks again."""
+        with self._lock:
+            for topic, entry in list(self._entries.items()):
+                if host in entry[0]:
+                    self._entries[topic] = (entry[0], _NEVER, entry[2], entry[3], entry[4])
+
+    def _store(self, topic, hosts, now, epoch, version, live):
+        entries = self._entries
+        entries.pop(topic, None)  # re-insert at the end: dict order is then storage order
+        entries[topic] = (hosts, now + (self.live_max_age if live else self.max_age), now, epoch, version)
+        self.generation += 1
+        while len(entries) > self.max_entries:
+            del entries[next(iter(entries))]

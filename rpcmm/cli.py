@@ -70,6 +70,10 @@ def _parser():
                      help="address to bind instead of the endpoint's host (for example 0.0.0.0 or '*')")
     sub.add_argument("--sweep-interval", type=_positive, default=None, metavar="S",
                      help="seconds between expiry sweeps (default: 0.25)")
+    sub.add_argument("--feed-port", type=_port, default=None, metavar="PORT",
+                     help="TCP port of the live feed (default: any free port; clients ask for it)")
+    sub.add_argument("--no-warmup", action="store_true",
+                     help="do not load the table from the seed's other registries at start")
 
     sub = command("register", _register,
                   "Register a host for topics and heartbeat until SIGINT or SIGTERM, then unregister.")
@@ -92,6 +96,11 @@ def _parser():
     timeout_option(sub)
     sub.add_argument("--json", action="store_true", help="print the table as JSON")
 
+    sub = command("status", _status, "Print every registry's state, size, epoch and peer sync.")
+    seed_option(sub)
+    timeout_option(sub)
+    sub.add_argument("--json", action="store_true", help="print the status as JSON")
+
     sub = command("check-seed", _check_seed, "Validate a seed file and summarise it.")
     sub.add_argument("seed", metavar="FILE")
 
@@ -109,6 +118,16 @@ def _positive(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _port(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
     return value
 
 
@@ -153,8 +172,12 @@ def _registry(args):
         raise ConfigurationError(f"{endpoint} is not one of the registries {args.seed} lists ({listed})")
     bind = Endpoint(args.bind.strip("[]"), endpoint.port) if args.bind else endpoint
     kwargs = {"sweep_interval": args.sweep_interval} if args.sweep_interval else {}
+    if args.feed_port is not None:
+        kwargs["feed_port"] = args.feed_port
+    # Every other registry in the seed is a peer to warm up from.
+    peers = [] if args.no_warmup else [e for e in seed.registries if e != endpoint]
     with _ShutdownSignals() as signals:
-        server = RegistryServer(bind, **kwargs)
+        server = RegistryServer(bind, peers=peers, **kwargs)
         server.start()
         try:
             # One machine-readable line on stdout: supervisors and tests wait for it.
@@ -171,7 +194,7 @@ def _register(args):
 
     interval = args.interval or DEFAULT_INTERVAL
     ttl = args.ttl or max(DEFAULT_TTL, 3 * interval)
-    matchmaker = matchmaker_for_seed(args.seed, timing=HeartbeatTiming(interval, ttl))
+    matchmaker = matchmaker_for_seed(args.seed, timing=HeartbeatTiming(interval, ttl), live=False)
     with _ShutdownSignals() as signals, matchmaker:
         for topic in args.topics:
             matchmaker.register(topic, args.host)
@@ -186,7 +209,7 @@ def _lookup(args):
     from rpcmm.factory import matchmaker_for_seed
 
     validate_name("topic", args.topic)
-    with matchmaker_for_seed(args.seed, lookup_timeout=args.timeout) as matchmaker:
+    with matchmaker_for_seed(args.seed, lookup_timeout=args.timeout, live=False) as matchmaker:
         hosts = matchmaker.hosts(args.topic)
     if args.json:
         print(json.dumps(list(hosts)))
@@ -201,7 +224,7 @@ def _hosts(args):
     from rpcmm.seed import load_seed
 
     seed = load_seed(args.seed)
-    with RegistryMatchmaker(seed, lookup_timeout=args.timeout) as matchmaker:
+    with RegistryMatchmaker(seed, lookup_timeout=args.timeout, live=False) as matchmaker:
         rows, endpoint = matchmaker.table()
     if args.json:
         print(json.dumps({
@@ -220,6 +243,46 @@ def _hosts(args):
         for r in rows:
             print(f"{r.host:<{width}}  {r.age:>7.2f}  {' '.join(r.topics)}")
     return 0
+
+
+def _status(args):
+    from rpcmm.backends.registry import RegistryMatchmaker
+    from rpcmm.seed import load_seed
+
+    seed = load_seed(args.seed)
+    with RegistryMatchmaker(seed, lookup_timeout=args.timeout, live=False) as matchmaker:
+        answers = matchmaker.status()
+    most = max((h.hosts for _, h in answers if h is not None), default=0)
+    registries = []
+    for endpoint, health in answers:
+        if health is None:
+            registries.append({"registry": str(endpoint), "state": "unreachable"})
+            continue
+        registries.append({
+            "registry": str(endpoint),
+            "state": health.state.name.lower(),
+            "hosts": health.hosts,
+            "registrations": health.registrations,
+            "epoch": f"{health.epoch:x}",
+            "seq": health.seq,
+            "feed_port": health.feed_port,
+            "data_age": round(health.data_age, 3),
+            "synced_from": health.synced_from or None,
+            "synced_age": None if health.synced_age < 0 else round(health.synced_age, 1),
+            "behind": most - health.hosts,
+        })
+    if args.json:
+        print(json.dumps({"registries": registries}, indent=2))
+    else:
+        print(f"{'REGISTRY':<22} {'STATE':<11} {'HOSTS':>6} {'BEHIND':>6} {'EPOCH':>16} {'SEQ':>8}  PEER SYNC")
+        for r in registries:
+            if r["state"] == "unreachable":
+                print(f"{r['registry']:<22} {'unreachable':<11}")
+                continue
+            sync = f"from {r['synced_from']} {r['synced_age']}s ago" if r["synced_from"] else "none"
+            print(f"{r['registry']:<22} {r['state']:<11} {r['hosts']:>6} {r['behind']:>6} {r['epoch']:>16} "
+                  f"{r['seq']:>8}  {sync}")
+    return 0 if any(r["state"] != "unreachable" for r in registries) else 1
 
 
 def _check_seed(args):

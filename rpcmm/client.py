@@ -78,6 +78,11 @@ class RegistryClient:
         socket.connect(endpoint.zmq_address())
         return socket
 
+    @property
+    def preferred_endpoint(self):
+        """The registry this client asks first (the last one that answered)."""
+        return self.endpoints[self._preferred]
+
     def close(self):
         """Close every socket; idempotent.
 
@@ -97,9 +102,7 @@ class RegistryClient:
         zmq = self.runtime.zmq
         sent = 0
         with self._cast_lock:
-            if self._cast_sockets is None:
-                raise LifecycleError("RegistryClient is not started")
-            for endpoint, socket in zip(self.endpoints, self._cast_sockets):
+            for endpoint, socket in zip(self.endpoints, self._require(self._cast_sockets)):
                 try:
                     socket.send(frame, zmq.NOBLOCK)
                     sent += 1
@@ -110,24 +113,43 @@ class RegistryClient:
     # -- calls -------------------------------------------------------------------------------
 
     def lookup(self, topic):
-        """The hosts registered for ``topic``: ``(hosts, endpoint that answered)``."""
-        reply, endpoint = self._call(lambda rid: protocol.Lookup(rid, topic), protocol.Hosts, topic)
-        return reply.hosts, endpoint
+        """Ask a registry for ``topic``: ``(Hosts reply, endpoint that answered)``.
+
+        An answer from a registry that is UP is preferred: a WARMING or DEGRADED answer is kept
+        while the other registries are asked, and returned only if none of them does better.
+        """
+        return self._call(lambda rid: protocol.Lookup(rid, topic), protocol.Hosts, topic)
 
     def list_hosts(self):
-        """The table of the first registry that answers: ``(rows, endpoint that answered)``."""
-        reply, endpoint = self._call(protocol.ListHosts, protocol.Table, None)
-        return reply.rows, endpoint
+        """The table of a registry (UP preferred): ``(Table reply, endpoint that answered)``."""
+        return self._call(protocol.ListHosts, protocol.Table, None)
+
+    def status(self, index):
+        """The Health of registry number ``index`` alone, or None if it does not answer."""
+        with self._call_lock:
+            sockets = self._require(self._call_sockets)
+            request_id = next(self._request_ids)
+            if not self._send_when_connected(sockets[index], protocol.encode(protocol.Status(request_id))):
+                return None
+            return self._await(sockets[index], request_id, protocol.Health, self.timeout)
+
+    def suspect(self, hosts):
+        """Tell every registry this client could not reach ``hosts``."""
+        return self.cast(protocol.Suspect(tuple(hosts)))
+
+    @staticmethod
+    def _require(sockets):
+        if sockets is None:
+            raise LifecycleError("RegistryClient is not started")
+        return sockets
 
     def _call(self, make_request, reply_type, topic):
         zmq = self.runtime.zmq
         with self._call_lock:
-            sockets = self._call_sockets
-            if sockets is None:
-                raise LifecycleError("RegistryClient is not started")
+            sockets = self._require(self._call_sockets)
             count = len(sockets)
             order = [(self._preferred + i) % count for i in range(count)]
-            unconnected = []
+            unconnected, fallback = [], None
             for index in order:
                 request_id = next(self._request_ids)
                 try:
@@ -136,25 +158,44 @@ class RegistryClient:
                     unconnected.append(index)
                     continue
                 reply = self._await(sockets[index], request_id, reply_type, self.timeout)
-                if reply is not None:
+                if reply is None:
+                    LOG.warning("registry %s did not answer within %gs; trying the next",
+                                self.endpoints[index], self.timeout)
+                    continue
+                if reply.state is protocol.State.UP:
                     self._preferred = index
                     return reply, self.endpoints[index]
-                LOG.warning("registry %s did not answer within %gs; trying the next", self.endpoints[index],
-                            self.timeout)
+                if fallback is None:
+                    fallback = (reply, self.endpoints[index])
             if unconnected:
-                # None of the connected registries answered. Give the unconnected ones one
-                # timeout to connect (a client that just started has no connection yet).
-                reply = self._call_first_to_connect(sockets, unconnected, make_request, reply_type)
-                if reply is not None:
-                    return reply
+                # No connected registry gave an answer from an UP registry. Give the unconnected
+                # ones one timeout to connect (a client that just started has no connection yet).
+                answer = self._call_first_to_connect(sockets, unconnected, make_request, reply_type)
+                if answer is not None and (fallback is None or answer[0].state is protocol.State.UP):
+                    return answer
+            if fallback is not None:
+                return fallback
         raise RegistryUnavailable(topic, self.endpoints, self.timeout)
 
+    def _send_when_connected(self, socket, frame):
+        zmq = self.runtime.zmq
+        if not socket.poll(self.timeout * 1000, zmq.POLLOUT):
+            return False
+        try:
+            socket.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        return True
+
     def _call_first_to_connect(self, sockets, indexes, make_request, reply_type):
+        """Wait one timeout for any of ``indexes`` to connect, then ask those that did, in
+        order, until one that is UP answers; return the best answer, or None."""
         zmq = self.runtime.zmq
         poller = zmq.Poller()
         for index in indexes:
             poller.register(sockets[index], zmq.POLLOUT)
         ready = dict(poller.poll(self.timeout * 1000))
+        fallback = None
         for index in indexes:
             if sockets[index] not in ready:
                 continue
@@ -164,10 +205,14 @@ class RegistryClient:
             except zmq.Again:
                 continue
             reply = self._await(sockets[index], request_id, reply_type, self.timeout)
-            if reply is not None:
+            if reply is None:
+                continue
+            if reply.state is protocol.State.UP:
                 self._preferred = index
                 return reply, self.endpoints[index]
-        return None
+            if fallback is None:
+                fallback = (reply, self.endpoints[index])
+        return fallback
 
     def _await(self, socket, request_id, reply_type, timeout):
         """Wait up to ``timeout`` for the reply to ``request_id``; None on timeout.

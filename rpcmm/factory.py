@@ -14,8 +14,11 @@ def matchmaker_for_seed(seed, **kwargs):
         seed = load_seed(seed)
     if seed.registries:
         return RegistryMatchmaker(seed, **kwargs)
-    kwargs.pop("lookup_timeout", None)
-    kwargs.pop("cache_max_age", None)
-    kwargs.pop("cache_max_entries", None)
-    kwargs.pop("context", None)
+    # Options about talking to registries mean nothing to a static ring.
+    for name in _REGISTRY_OPTIONS:
+        kwargs.pop(name, None)
     return StaticMatchmaker(seed, **kwargs)
+
+
+_REGISTRY_OPTIONS = ("lookup_timeout", "cache_max_age", "cache_max_entries", "context", "live",
+                     "live_max_age", "cache_file")

@@ -210,6 +210,10 @@ class Matchmaker(abc.ABC):
             return hosts
         return (key.host,) if key.host in hosts else ()  # Directed
 
+    def report_unreachable(self, host):
+        """Say that this process could not reach ``host``; backends that share registrations
+        use it to drop dead hosts early. The default does nothing."""
+
     def hosts(self, topic):
         """Every host serving ``topic`` (the same as ``lookup(Fanout(topic))``)."""
         return self._resolve(validate_name("topic", topic))

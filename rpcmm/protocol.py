@@ -5,17 +5,32 @@ talk to a registry's ROUTER from a DEALER, so the ROUTER sees ``[identity, frame
 on the same identity. ``doc/protocol.rst`` is the reference for operators and other
 implementations; this module is the reference for the code.
 
-=========  ====  ===========================================================  =======
-kind       code  fields after ``[1, code]``                                   reply
-=========  ====  ===========================================================  =======
-HEARTBEAT  1     ``[[host, interval, ttl, [topic, ...]], ...]``                none
-UNREGISTER 2     ``[host, ...]``                                               none
-LOOKUP     3     ``request_id, topic``                                         HOSTS
-LIST       4     ``request_id``                                                TABLE
-HOSTS      5     ``request_id, [host, ...]``                                   -
-TABLE      6     ``request_id, [[host, age, interval, ttl, [topic, ...]], ...]``  -
-ERROR      7     ``request_id, reason``                                        -
-=========  ====  ===========================================================  =======
+On the registry's ROUTER (client DEALER -> registry):
+
+==========  ====  ==================================================================  =======
+kind        code  fields after ``[1, code]``                                          reply
+==========  ====  ==================================================================  =======
+HEARTBEAT   1     ``[[host, interval, ttl, [topic, ...]], ...]``                       none
+UNREGISTER  2     ``[host, ...]``                                                      none
+LOOKUP      3     ``request_id, topic``                                                HOSTS
+LIST        4     ``request_id``                                                       TABLE
+HOSTS       5     ``request_id, [host, ...], epoch, version, state, data_age``         -
+TABLE       6     ``request_id, [[host, age, interval, ttl, [topic, ...]], ...], state``  -
+ERROR       7     ``request_id, reason``                                               -
+STATUS      11    ``request_id``                                                       HEALTH
+HEALTH      12    ``request_id, state, epoch, seq, hosts, registrations, feed_port,``  -
+                  ``data_age, synced_from, synced_age``
+SUSPECT     13    ``[host, ...]``  (this client could not reach these hosts)          none
+==========  ====  ==================================================================  =======
+
+On the registry's live feed (XPUB -> client SUB; frame 1 is the subscription key, frame 2
+the message; a topic's key is its UTF-8 name followed by a NUL byte, the tick's key a NUL):
+
+==========  ====  ==================================================================
+DELTA       8     ``epoch, version, previous, topic, [host, ...]``
+SNAPSHOT    9     ``epoch, version, topic, [host, ...]``
+TICK        10    ``epoch, seq, state, data_age, interval``
+==========  ====  ==================================================================
 
 A HEARTBEAT carries each host's *full* topic set: it registers, refreshes and replaces in one
 idempotent message, which is why a registry that restarted or expired a host has all of it
@@ -40,6 +55,7 @@ from rpcmm.errors import ProtocolError
 __all__ = [
     "VERSION",
     "Kind",
+    "State",
     "HostState",
     "TableRow",
     "Heartbeat",
@@ -49,6 +65,14 @@ __all__ = [
     "Hosts",
     "Table",
     "Error",
+    "Delta",
+    "Snapshot",
+    "Tick",
+    "Status",
+    "Health",
+    "Suspect",
+    "topic_key",
+    "TICK_KEY",
     "encode",
     "decode",
     "MAX_MESSAGE_BYTES",
@@ -74,6 +98,22 @@ class Kind(enum.IntEnum):
     HOSTS = 5
     TABLE = 6
     ERROR = 7
+    DELTA = 8
+    SNAPSHOT = 9
+    TICK = 10
+    STATUS = 11
+    HEALTH = 12
+    SUSPECT = 13
+
+
+class State(enum.IntEnum):
+    """A registry's state, carried in every answer so clients can prefer a healthy registry."""
+
+    UP = 0
+    #: Still loading its table from a peer; its answers may be incomplete.
+    WARMING = 1
+    #: Holding off a mass expiry it does not trust (it may be cut off); its data may be old.
+    DEGRADED = 2
 
 
 class HostState(typing.NamedTuple):
@@ -121,20 +161,101 @@ class ListHosts:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Hosts:
+    """The answer to a LOOKUP. ``version`` is the registry's sequence number of the topic's last
+    change (0: never changed) within ``epoch`` (random per registry run); ``data_age`` is
+    seconds since the registry last heard any heartbeat."""
+
     request_id: int
     hosts: tuple
+    epoch: int = 0
+    version: int = 0
+    state: State = State.UP
+    data_age: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Table:
     request_id: int
     rows: tuple  # of TableRow
+    state: State = State.UP
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delta:
+    """A topic changed: its hosts are now ``hosts`` at ``version``; ``previous`` is the version
+    it replaces, so a subscriber that holds another version knows it missed something."""
+
+    epoch: int
+    version: int
+    previous: int
+    topic: str
+    hosts: tuple
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A topic's whole state, sent when someone subscribes to it (no previous version)."""
+
+    epoch: int
+    version: int
+    topic: str
+    hosts: tuple
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tick:
+    """The feed's heartbeat: the registry is alive, in this epoch and state, and ticks every
+    ``interval`` seconds (subscribers call the feed dead after a few missed ticks)."""
+
+    epoch: int
+    seq: int
+    state: State
+    data_age: float
+    interval: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Status:
+    request_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Health:
+    """The answer to STATUS. ``feed_port`` is the live feed's TCP port on the registry's host;
+    ``synced_from`` the peer the table was loaded from at start ("" if none) and
+    ``synced_age`` seconds since then (-1.0 if never)."""
+
+    request_id: int
+    state: State
+    epoch: int
+    seq: int
+    hosts: int
+    registrations: int
+    feed_port: int
+    data_age: float
+    synced_from: str
+    synced_age: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Suspect:
+    hosts: tuple
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Error:
     request_id: int
     reason: str
+
+
+#: The live feed's subscription key for ticks. Names never start with a control character.
+TICK_KEY = b"\x00"
+
+
+def topic_key(topic):
+    """The live feed's subscription key for ``topic``: its UTF-8 name and a NUL, so that
+    subscribing to ``comp`` does not also receive ``compute`` (zmq matches prefixes)."""
+    return topic.encode() + b"\x00"
 
 
 # -- encoding ---------------------------------------------------------------------------------
@@ -152,12 +273,27 @@ def encode(message):
     elif kind is ListHosts:
         body = [Kind.LIST, message.request_id]
     elif kind is Hosts:
-        body = [Kind.HOSTS, message.request_id, list(message.hosts)]
+        body = [Kind.HOSTS, message.request_id, list(message.hosts), message.epoch, message.version,
+                int(message.state), message.data_age]
     elif kind is Table:
         body = [Kind.TABLE, message.request_id,
-                [[r.host, r.age, r.interval, r.ttl, list(r.topics)] for r in message.rows]]
+                [[r.host, r.age, r.interval, r.ttl, list(r.topics)] for r in message.rows], int(message.state)]
     elif kind is Error:
         body = [Kind.ERROR, message.request_id, message.reason]
+    elif kind is Delta:
+        body = [Kind.DELTA, message.epoch, message.version, message.previous, message.topic, list(message.hosts)]
+    elif kind is Snapshot:
+        body = [Kind.SNAPSHOT, message.epoch, message.version, message.topic, list(message.hosts)]
+    elif kind is Tick:
+        body = [Kind.TICK, message.epoch, message.seq, int(message.state), message.data_age, message.interval]
+    elif kind is Status:
+        body = [Kind.STATUS, message.request_id]
+    elif kind is Health:
+        body = [Kind.HEALTH, message.request_id, int(message.state), message.epoch, message.seq, message.hosts,
+                message.registrations, message.feed_port, message.data_age, message.synced_from,
+                message.synced_age]
+    elif kind is Suspect:
+        body = [Kind.SUSPECT, list(message.hosts)]
     else:
         raise TypeError(f"not a protocol message: {kind.__name__}")
     return msgpack.packb([VERSION, *body], use_bin_type=True)
@@ -280,13 +416,74 @@ def _decode_list(data):
     return ListHosts(_request_id(data[2]))
 
 
+def _counter(value, what):
+    if type(value) is not int or not 0 <= value <= _MAX_REQUEST_ID:
+        raise ProtocolError(f"{what} must be a non-negative 64-bit integer, got {value!r}")
+    return value
+
+
+def _state(value):
+    try:
+        return State(value) if type(value) is int else _bad_state(value)
+    except ValueError:
+        return _bad_state(value)
+
+
+def _bad_state(value):
+    raise ProtocolError(f"unknown registry state {value!r}")
+
+
 def _decode_hosts(data):
-    _need(data, 4, "HOSTS")
-    return Hosts(_request_id(data[2]), _names(data[3], "hosts", 1 << 20))
+    _need(data, 8, "HOSTS")
+    return Hosts(_request_id(data[2]), _names(data[3], "hosts", 1 << 20), _counter(data[4], "epoch"),
+                 _counter(data[5], "version"), _state(data[6]), _age(data[7]))
+
+
+def _decode_delta(data):
+    _need(data, 7, "DELTA")
+    return Delta(_counter(data[2], "epoch"), _counter(data[3], "version"), _counter(data[4], "previous"),
+                 _name(data[5], "topic"), _names(data[6], "hosts", 1 << 20))
+
+
+def _decode_snapshot(data):
+    _need(data, 6, "SNAPSHOT")
+    return Snapshot(_counter(data[2], "epoch"), _counter(data[3], "version"), _name(data[4], "topic"),
+                    _names(data[5], "hosts", 1 << 20))
+
+
+def _decode_tick(data):
+    _need(data, 7, "TICK")
+    return Tick(_counter(data[2], "epoch"), _counter(data[3], "seq"), _state(data[4]), _age(data[5]),
+                _seconds(data[6], "tick interval"))
+
+
+def _decode_status(data):
+    _need(data, 3, "STATUS")
+    return Status(_request_id(data[2]))
+
+
+def _decode_health(data):
+    _need(data, 12, "HEALTH")
+    port = data[8]
+    if type(port) is not int or not 0 <= port <= 65535:
+        raise ProtocolError(f"feed port must be 0 to 65535, got {port!r}")
+    synced_from, synced_age = data[10], data[11]
+    if type(synced_from) is not str or len(synced_from) > MAX_NAME_LENGTH:
+        raise ProtocolError("synced_from must be a short string")
+    if type(synced_age) not in (int, float) or not math.isfinite(synced_age) or synced_age < -1:
+        raise ProtocolError(f"synced_age must be a number >= -1, got {synced_age!r}")
+    return Health(_request_id(data[2]), _state(data[3]), _counter(data[4], "epoch"), _counter(data[5], "seq"),
+                  _counter(data[6], "hosts"), _counter(data[7], "registrations"), port, _age(data[9]),
+                  synced_from, float(synced_age))
+
+
+def _decode_suspect(data):
+    _need(data, 3, "SUSPECT")
+    return Suspect(_names(data[2], "hosts", MAX_HOSTS_PER_MESSAGE))
 
 
 def _decode_table(data):
-    _need(data, 4, "TABLE")
+    _need(data, 5, "TABLE")
     rows = data[3]
     if type(rows) is not list:
         raise ProtocolError("table rows must be an array")
@@ -301,7 +498,7 @@ def _decode_table(data):
             ttl=_seconds(row[3], "ttl"),
             topics=_names(row[4], "topics", MAX_TOPICS_PER_HOST),
         ))
-    return Table(_request_id(data[2]), tuple(parsed))
+    return Table(_request_id(data[2]), tuple(parsed), _state(data[4]))
 
 
 def _decode_error(data):
@@ -320,4 +517,10 @@ _DECODERS = {
     Kind.HOSTS: _decode_hosts,
     Kind.TABLE: _decode_table,
     Kind.ERROR: _decode_error,
+    Kind.DELTA: _decode_delta,
+    Kind.SNAPSHOT: _decode_snapshot,
+    Kind.TICK: _decode_tick,
+    Kind.STATUS: _decode_status,
+    Kind.HEALTH: _decode_health,
+    Kind.SUSPECT: _decode_suspect,
 }

@@ -1,44 +1,63 @@
-"""The registry server: a zmq ROUTER around a :class:`~rpcmm.table.RegistryTable`.
+"""The registry server: a zmq ROUTER around a :class:`~rpcmm.table.RegistryTable`, and a live feed.
 
-It takes HEARTBEAT and UNREGISTER casts and answers LOOKUP and LIST calls (see
-:mod:`rpcmm.protocol`), and sweeps expired hosts every ``sweep_interval`` seconds. It runs
+It takes HEARTBEAT, UNREGISTER and SUSPECT casts and answers LOOKUP, LIST and STATUS calls on
+its ROUTER, publishes every change to a topic on its live feed (an XPUB socket: sequenced
+deltas with an epoch, a snapshot of a topic to whoever subscribes to it, and a tick), and
+sweeps expired hosts every ``sweep_interval`` seconds (see :mod:`rpcmm.protocol`). It runs
 standalone (``rpcmm registry``) or inside any service process::
 
-    server = RegistryServer("127.0.0.1:7701")
+    server = RegistryServer("127.0.0.1:7701", peers=[Endpoint.parse("127.0.0.1:7702")])
     server.start()          # binds now (errors raise here), then serves in a background task
     ...
-    server.stop()           # stops the loop, closes the socket, joins
+    server.stop()           # stops the loop, closes the sockets, joins
 
-Nothing happens in the constructor. One background task owns the socket and the table; the
-public methods only signal it. A malformed or hostile message is logged (rate-limited) and
-dropped; it never stops the loop and never touches another host's entry.
+With ``peers``, a starting registry is WARMING until it has loaded the table of the first peer
+that answers (or none did within ``peer_timeout`` each); meanwhile it answers lookups with
+what it has, marked WARMING, and clients prefer another registry. Expiry goes through an
+:class:`~rpcmm.preservation.ExpiryGuard`, which holds off a mass expiry and reports DEGRADED,
+and a :class:`~rpcmm.suspicion.SuspicionBoard`, which drops hosts that clients report and that
+then miss a heartbeat.
+
+Nothing happens in the constructor. One background task owns the sockets, the table and every
+piece of state; the public methods only signal it (:attr:`stats` and :attr:`state` may be read
+from any thread). A malformed or hostile message is logged (rate-limited) and dropped; it never
+stops the loop and never touches another host's entry.
 """
 
 import logging
+import random
 
 from rpcmm import protocol
 from rpcmm.addressing import Endpoint
 from rpcmm.clock import SYSTEM_CLOCK
 from rpcmm.errors import EndpointInUse, LifecycleError, ProtocolError
 from rpcmm.logutil import RateLimitedLogger
+from rpcmm.preservation import ExpiryGuard
+from rpcmm.protocol import State
 from rpcmm.runtime import default_runtime
+from rpcmm.suspicion import SuspicionBoard
 from rpcmm.table import Change, RegistryTable
 from rpcmm.timing import DEFAULT_SWEEP_INTERVAL
 
-__all__ = ["RegistryServer", "ServerStats"]
+__all__ = ["RegistryServer", "ServerStats", "DEFAULT_TICK_INTERVAL", "DEFAULT_PEER_TIMEOUT"]
 
 LOG = logging.getLogger(__name__)
 
+#: Seconds between two ticks on the live feed (clients call a feed dead after three missed).
+DEFAULT_TICK_INTERVAL = 0.5
+#: Seconds a warming registry waits for each peer's table.
+DEFAULT_PEER_TIMEOUT = 1.0
 #: Messages handled in a row before the loop checks its timers again.
 _DRAIN_BATCH = 512
-#: Queue depth (messages) of the ROUTER socket, both ways.
+#: Queue depth (messages) of the ROUTER and XPUB sockets.
 _HIGH_WATER_MARK = 100_000
 
 
 class ServerStats:
     """Counters a server keeps; read them from any thread (they are plain ints)."""
 
-    __slots__ = ("received", "dropped", "heartbeats", "lookups", "lists", "expired", "joined", "left")
+    __slots__ = ("received", "dropped", "heartbeats", "lookups", "lists", "expired", "joined", "left",
+                 "published", "suspected", "dropped_suspects", "synced_hosts")
 
     def __init__(self):
         for name in self.__slots__:
@@ -52,21 +71,36 @@ class RegistryServer:
     """One registry: see the module docstring for the lifecycle.
 
     ``endpoint`` is ``"host:port"`` or an :class:`~rpcmm.addressing.Endpoint`; port 0 binds
-    a port the OS picks, readable afterwards from :attr:`endpoint`. ``bounds`` clamps hosts'
-    declared timing. ``context`` is a zmq context to use (else the server makes and terms its own).
+    a port the OS picks, readable afterwards from :attr:`endpoint`. ``feed_port`` is the live
+    feed's port on the same host (0: any free port; clients learn it through STATUS).
+    ``peers`` are the other registries to warm up from. ``bounds`` clamps hosts' declared
+    timing; ``guard`` is the ExpiryGuard to use. ``context`` is a zmq context to use (else the
+    server makes and terms its own).
     """
 
     def __init__(self, endpoint="127.0.0.1:0", bounds=None, clock=SYSTEM_CLOCK, runtime=None,
-                 context=None, sweep_interval=DEFAULT_SWEEP_INTERVAL):
+                 context=None, sweep_interval=DEFAULT_SWEEP_INTERVAL, peers=(), feed_port=0,
+                 tick_interval=DEFAULT_TICK_INTERVAL, peer_timeout=DEFAULT_PEER_TIMEOUT, guard=None):
         self._requested = endpoint if isinstance(endpoint, Endpoint) else Endpoint.parse(endpoint)
         self.table = RegistryTable(bounds)
         self.clock = clock
         self.runtime = runtime if runtime is not None else default_runtime()
         self.sweep_interval = sweep_interval
+        self.tick_interval = tick_interval
+        self.peer_timeout = peer_timeout
+        self.peers = tuple(p for p in peers if p != self._requested)
+        self.feed_port = feed_port
+        self.guard = guard if guard is not None else ExpiryGuard()
+        self.suspicion = SuspicionBoard()
         self.stats = ServerStats()
+        self.epoch = None
+        self.synced_from = ""
+        self.synced_at = None
+        self._warming = False
         self._context = context
         self._owns_context = context is None
         self._socket = None
+        self._feed = None
         self._wake_send = None
         self._wake_recv = None
         self._task = None
@@ -82,30 +116,32 @@ class RegistryServer:
     def running(self):
         return self._task is not None and self._task.is_alive()
 
+    @property
+    def state(self):
+        if self._warming:
+            return State.WARMING
+        return State.DEGRADED if self.guard.degraded else State.UP
+
     def start(self):
-        """Bind and start serving; raises EndpointInUse if the endpoint cannot be bound."""
+        """Bind and start serving; raises EndpointInUse if an endpoint cannot be bound."""
         if self._task is not None:
             raise LifecycleError("a RegistryServer starts once")
         zmq = self.runtime.zmq
         if self._context is None:
             self._context = self.runtime.new_context()
-        socket = self._context.socket(zmq.ROUTER)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
-        socket.setsockopt(zmq.RCVHWM, _HIGH_WATER_MARK)
-        socket.setsockopt(zmq.SNDHWM, _HIGH_WATER_MARK)
-        if self._requested.is_ipv6:
-            socket.setsockopt(zmq.IPV6, 1)
         try:
-            socket.bind(self._requested.zmq_address())
-        except zmq.ZMQError as exc:
-            socket.close()
+            self._socket = self._bind(zmq.ROUTER, self._requested)
+            self._bound = Endpoint(self._requested.host, self._port_of(self._socket))
+            self._feed = self._bind(zmq.XPUB, Endpoint(self._requested.host, self.feed_port))
+            self._feed.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscriber gets its snapshot
+            self.feed_port = self._port_of(self._feed)
+        except BaseException:
+            self._close_sockets()
             self._release_context()
-            raise EndpointInUse(str(self._requested), exc.strerror) from exc
-        last = socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        port = int(last.rsplit(":", 1)[1])
-        self._bound = Endpoint(self._requested.host, port)
-        # A pipe to wake the loop on stop(): the loop owns the ROUTER, nobody else touches it.
+            raise
+        self.epoch = random.getrandbits(62) + 1
+        self._warming = bool(self.peers)
+        # A pipe to wake the loop on stop(): the loop owns the other sockets, nobody else does.
         address = f"inproc://rpcmm-registry-wake-{id(self):x}"
         self._wake_recv = self._context.socket(zmq.PAIR)
         self._wake_recv.setsockopt(zmq.LINGER, 0)
@@ -113,14 +149,33 @@ class RegistryServer:
         self._wake_send = self._context.socket(zmq.PAIR)
         self._wake_send.setsockopt(zmq.LINGER, 0)
         self._wake_send.connect(address)
-        self._socket = socket
-        self._task = self.runtime.spawn(self._serve, name=f"rpcmm-registry-{port}")
-        LOG.info("registry serving on %s", self._bound)
+        self._task = self.runtime.spawn(self._serve, name=f"rpcmm-registry-{self._bound.port}")
+        LOG.info("registry serving on %s (live feed on port %d, epoch %x)%s", self._bound, self.feed_port,
+                 self.epoch, f"; warming up from {', '.join(map(str, self.peers))}" if self.peers else "")
         return self
 
+    def _bind(self, kind, endpoint):
+        zmq = self.runtime.zmq
+        socket = self._context.socket(kind)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.SNDHWM, _HIGH_WATER_MARK)
+        socket.setsockopt(zmq.RCVHWM, _HIGH_WATER_MARK)
+        socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+        if endpoint.is_ipv6:
+            socket.setsockopt(zmq.IPV6, 1)
+        try:
+            socket.bind(endpoint.zmq_address())
+        except zmq.ZMQError as exc:
+            socket.close()
+            raise EndpointInUse(str(endpoint), exc.strerror) from exc
+        return socket
+
+    def _port_of(self, socket):
+        return int(socket.getsockopt_string(self.runtime.zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
+
     def stop(self, timeout=5.0):
-        """Stop serving and release the socket; idempotent. Hosts are not told: they re-register
-        with the next registry they reach, and with this one when it comes back."""
+        """Stop serving and release the sockets; idempotent. Hosts are not told: they go on
+        heartbeating to every registry, and this one has them back when it returns."""
         if self._task is None:
             return
         try:
@@ -141,37 +196,68 @@ class RegistryServer:
     def __exit__(self, *exc_info):
         self.stop()
 
+    def _close_sockets(self):
+        for socket in (self._socket, self._feed, self._wake_recv):
+            if socket is not None:
+                socket.close()
+
     def _release_context(self):
         if self._owns_context and self._context is not None:
             self._context.term()
             self._context = None
 
-    # -- the loop (runs in the background task, which owns self._socket) ---------------------
+    # -- the loop (runs in the background task, which owns the sockets and the state) ---------
 
     def _serve(self):
         zmq = self.runtime.zmq
-        socket, wake = self._socket, self._wake_recv
-        poller = zmq.Poller()
-        poller.register(socket, zmq.POLLIN)
-        poller.register(wake, zmq.POLLIN)
-        next_sweep = self.clock.monotonic() + self.sweep_interval
+        socket, feed, wake = self._socket, self._feed, self._wake_recv
+        clock = self.clock
+        warmup = _PeerWarmup(self) if self._warming else None
+        now = clock.monotonic()
+        next_sweep, next_tick = now + self.sweep_interval, now
         try:
             while True:
-                wait_ms = max(0.0, next_sweep - self.clock.monotonic()) * 1000
-                ready = dict(poller.poll(wait_ms))
+                poller = zmq.Poller()
+                poller.register(socket, zmq.POLLIN)
+                poller.register(feed, zmq.POLLIN)
+                poller.register(wake, zmq.POLLIN)
+                wait = min(next_sweep, next_tick) - clock.monotonic()
+                if warmup is not None:
+                    warmup.register(poller, zmq)
+                    wait = min(wait, warmup.deadline - clock.monotonic())
+                ready = dict(poller.poll(max(0.0, wait) * 1000))
                 if wake in ready:
                     return
+                if warmup is not None and not warmup.step(ready, clock.monotonic()):
+                    warmup = None
+                    self._warming = False
                 if socket in ready:
                     self._drain(socket, zmq)
-                now = self.clock.monotonic()
+                if feed in ready:
+                    self._subscriptions(feed, zmq)
+                now = clock.monotonic()
                 if now >= next_sweep:
                     self._sweep(now)
                     next_sweep = now + self.sweep_interval
+                self._publish_changes(feed, zmq)
+                if now >= next_tick:
+                    self._publish(feed, zmq, protocol.TICK_KEY, self._tick(now))
+                    next_tick = now + self.tick_interval
         except Exception:
             LOG.exception("registry loop crashed; the registry on %s stops", self._bound)
         finally:
+            if warmup is not None:
+                warmup.close()
             socket.close()
+            feed.close()
             wake.close()
+
+    def _tick(self, now):
+        return protocol.Tick(self.epoch, self.table.seq, self.state, self._data_age(now), self.tick_interval)
+
+    def _data_age(self, now):
+        heard = self.table.last_heard
+        return 0.0 if heard is None else max(0.0, now - heard)
 
     def _drain(self, socket, zmq):
         for _ in range(_DRAIN_BATCH):
@@ -189,21 +275,23 @@ class RegistryServer:
             except ProtocolError as exc:
                 self._drop(identity, str(exc))
                 continue
-            reply = self._handle(message)
+            reply = self._handle(message, identity)
             if reply is not None:
                 try:
                     socket.send_multipart([identity, protocol.encode(reply)], zmq.NOBLOCK)
                 except zmq.Again:
                     self._drop(identity, "reply queue full; reply dropped")
 
-    def _handle(self, message):
+    def _handle(self, message, identity):
         kind = type(message)
         now = self.clock.monotonic()
         table = self.table
         if kind is protocol.Heartbeat:
             self.stats.heartbeats += 1
+            suspicion = self.suspicion
             for state in message.states:
                 change = table.heartbeat(state.host, state.topics, state.interval, state.ttl, now)
+                suspicion.heard_from(state.host, now)
                 if change is Change.REFRESHED:
                     continue
                 if change is Change.JOINED:
@@ -217,29 +305,184 @@ class RegistryServer:
             return None
         if kind is protocol.Lookup:
             self.stats.lookups += 1
-            return protocol.Hosts(message.request_id, table.hosts_for(message.topic))
+            topic = message.topic
+            return protocol.Hosts(message.request_id, table.hosts_for(topic), self.epoch, table.version(topic),
+                                  self.state, self._data_age(now))
         if kind is protocol.Unregister:
             for host in message.hosts:
                 if table.remove(host):
+                    self.suspicion.forget(host)
                     self.stats.left += 1
                     LOG.info("host %s unregistered", host)
             return None
+        if kind is protocol.Suspect:
+            for host in message.hosts:
+                if host not in table:
+                    continue
+                self.stats.suspected += 1
+                if self.suspicion.report(host, identity, now):
+                    self._drop_suspect(host, "a second client could not reach it either")
+                else:
+                    LOG.info("host %s suspected: a client could not reach it", host)
+            return None
         if kind is protocol.ListHosts:
             self.stats.lists += 1
-            return protocol.Table(message.request_id, table.rows(now))
-        # A reply kind sent to a server: well-formed but meaningless here.
+            return protocol.Table(message.request_id, table.rows(now), self.state)
+        if kind is protocol.Status:
+            return protocol.Health(
+                message.request_id, self.state, self.epoch, table.seq, len(table), table.registration_count,
+                self.feed_port, self._data_age(now), self.synced_from,
+                -1.0 if self.synced_at is None else max(0.0, now - self.synced_at),
+            )
+        # A reply or feed kind sent to a server: well-formed but meaningless here.
         self.stats.dropped += 1
-        self._drops.log("registry %s: dropped a %s message: registries do not take replies",
-                        self._bound, kind.__name__)
+        self._drops.log("registry %s: dropped a %s message: not a request", self._bound, kind.__name__)
         return None
+
+    def _drop_suspect(self, host, why):
+        self.table.remove(host)
+        self.suspicion.forget(host)
+        self.stats.dropped_suspects += 1
+        LOG.warning("host %s dropped before its TTL: %s", host, why)
 
     def _drop(self, identity, reason):
         self.stats.dropped += 1
         self._drops.log("registry %s: dropped a message from peer %s: %s", self._bound, identity.hex()[:16], reason)
 
     def _sweep(self, now):
-        expired = self.table.expire(now)
+        for host in self.suspicion.confirmed(self.table, now):
+            self._drop_suspect(host, "a client could not reach it and it missed a heartbeat")
+        expired = self.guard.sweep(self.table, now)
         if expired:
+            for host in expired:
+                self.suspicion.forget(host)
             self.stats.expired += len(expired)
             LOG.info("expired %d host(s) whose heartbeats stopped: %s", len(expired),
                      ", ".join(expired[:20]) + (" ..." if len(expired) > 20 else ""))
+
+    # -- the live feed -------------------------------------------------------------------------
+
+    def _publish(self, feed, zmq, key, message):
+        try:
+            feed.send_multipart([key, protocol.encode(message)], zmq.NOBLOCK)
+            self.stats.published += 1
+        except zmq.Again:  # a subscriber's queue is full; it will see a gap and reload
+            pass
+
+    def _publish_changes(self, feed, zmq):
+        changes = self.table.drain_changes()
+        if not changes:
+            return
+        hosts_for = self.table.hosts_for
+        for topic, previous, version in changes:
+            self._publish(feed, zmq, protocol.topic_key(topic),
+                          protocol.Delta(self.epoch, version, previous, topic, hosts_for(topic)))
+
+    def _subscriptions(self, feed, zmq):
+        """Answer each new subscription to a topic with that topic's snapshot (and to the tick
+        with a tick): subscribing first and reading the state second is the Clone pattern's way
+        of never missing a change in between."""
+        for _ in range(_DRAIN_BATCH):
+            try:
+                event = feed.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(event) < 2 or event[0] != 1:
+                continue  # an unsubscription, or noise
+            key = event[1:]
+            if key == protocol.TICK_KEY:
+                self._publish(feed, zmq, key, self._tick(self.clock.monotonic()))
+                continue
+            if not key.endswith(b"\x00"):
+                continue
+            try:
+                topic = key[:-1].decode()
+            except UnicodeDecodeError:
+                continue
+            table = self.table
+            self._publish(feed, zmq, key, protocol.Snapshot(self.epoch, table.version(topic), topic,
+                                                            table.hosts_for(topic)))
+
+
+class _PeerWarmup:
+    """Loads a starting registry's table from the first peer that answers LIST.
+
+    Driven by the server's loop: :meth:`register` adds its socket to the loop's poller and
+    :meth:`step` advances it; it tries each peer for ``peer_timeout`` seconds and skips peers
+    that are warming themselves (two registries restarting together must not copy each other's
+    empty tables).
+    """
+
+    def __init__(self, server):
+        self.server = server
+        self.queue = list(server.peers)
+        self.socket = None
+        self.peer = None
+        self.sent = False
+        self.request_id = random.getrandbits(32)
+        self.deadline = server.clock.monotonic()
+
+    def register(self, poller, zmq):
+        if self.socket is not None:
+            poller.register(self.socket, zmq.POLLIN if self.sent else zmq.POLLOUT)
+
+    def step(self, ready, now):
+        """Advance; return False once warm-up is over (loaded, or every peer tried)."""
+        zmq = self.server.runtime.zmq
+        if self.socket is not None and self.socket in ready:
+            if not self.sent:
+                self.socket.send(protocol.encode(protocol.ListHosts(self.request_id)), zmq.NOBLOCK)
+                self.sent = True
+                self.deadline = now + self.server.peer_timeout
+                return True
+            table = self._receive(zmq)
+            if table is not None:
+                return self._load(table, now)
+        if now < self.deadline and self.socket is not None:
+            return True
+        return self._next_peer(now)
+
+    def _receive(self, zmq):
+        try:
+            reply = protocol.decode(self.socket.recv(zmq.NOBLOCK))
+        except (zmq.Again, ProtocolError):
+            return None
+        if type(reply) is not protocol.Table or reply.request_id != self.request_id:
+            return None
+        if reply.state is State.WARMING:
+            LOG.info("peer %s is warming up too; trying the next", self.peer)
+            self.deadline = 0.0
+            return None
+        return reply
+
+    def _load(self, table, now):
+        server = self.server
+        added = server.table.load(table.rows, now)
+        server.synced_from, server.synced_at = str(self.peer), now
+        server.stats.synced_hosts = added
+        LOG.info("warmed up from peer %s: %d host(s) loaded", self.peer, added)
+        self.close()
+        return False
+
+    def _next_peer(self, now):
+        self.close()
+        if not self.queue:
+            LOG.warning("no peer answered; starting from heartbeats alone")
+            return False
+        zmq = self.server.runtime.zmq
+        self.peer = self.queue.pop(0)
+        self.socket = self.server._context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.IMMEDIATE, 1)
+        if self.peer.is_ipv6:
+            self.socket.setsockopt(zmq.IPV6, 1)
+        self.socket.connect(self.peer.zmq_address())
+        self.sent = False
+        self.request_id += 1
+        self.deadline = now + self.server.peer_timeout
+        return True
+
+    def close(self):
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None

@@ -5,6 +5,11 @@ and keeps an index from topic to hosts so a lookup costs one dict access. A hear
 the host's full topic set and replaces what the table held, so the table converges to what the
 hosts say after one heartbeat interval, whatever it held before.
 
+Every change to a topic's hosts takes the next number of the table's sequence as the topic's
+*version*; :meth:`RegistryTable.drain_changes` lists the topics changed since the last call
+(coalesced: one entry per topic, with the version it had before), which is what the live feed
+publishes.
+
 Not thread-safe: a registry server owns one table and touches it from its one loop.
 """
 
@@ -50,6 +55,12 @@ class RegistryTable:
         self._hosts = {}  # host -> _Entry
         self._by_topic = {}  # topic -> {host: None}, insertion-ordered
         self._answers = {}  # topic -> tuple of hosts, rebuilt lazily after a change
+        self._versions = {}  # topic -> sequence number of its last change
+        self._changed = {}  # topic -> its version before the first change since drain_changes()
+        #: The sequence number of the last change to any topic.
+        self.seq = 0
+        #: When the table last heard any heartbeat (None: never).
+        self.last_heard = None
 
     def __len__(self):
         return len(self._hosts)
@@ -67,6 +78,7 @@ class RegistryTable:
 
         An empty ``topics`` removes the host (returning None), the same as :meth:`remove`.
         """
+        self.last_heard = now
         entry = self._hosts.get(host)
         if entry is not None and entry.topics == topics:
             # The hot path: one comparison and a deadline. Timing may change without a new set.
@@ -99,10 +111,42 @@ class RegistryTable:
 
     def expire(self, now):
         """Forget every host whose deadline has passed; return their names."""
-        expired = [host for host, entry in self._hosts.items() if entry.deadline <= now]
+        expired = self.overdue(now)
         for host in expired:
             self.remove(host)
         return expired
+
+    def overdue(self, now):
+        """The hosts whose deadline has passed, without forgetting them."""
+        return [host for host, entry in self._hosts.items() if entry.deadline <= now]
+
+    def silent_for(self, host, now):
+        """Seconds since ``host``'s last heartbeat, or None if it is not in the table."""
+        entry = self._hosts.get(host)
+        return None if entry is None else now - entry.last_seen
+
+    def interval_of(self, host):
+        """The heartbeat interval the table applies to ``host`` (None if unknown)."""
+        entry = self._hosts.get(host)
+        return None if entry is None else entry.interval
+
+    def max_ttl(self):
+        """The longest TTL of any host (0.0 for an empty table)."""
+        return max((e.ttl for e in self._hosts.values()), default=0.0)
+
+    def min_interval(self):
+        """The shortest heartbeat interval of any host (0.0 for an empty table)."""
+        return min((e.interval for e in self._hosts.values()), default=0.0)
+
+    def version(self, topic):
+        """The sequence number of ``topic``'s last change (0 if it never had hosts)."""
+        return self._versions.get(topic, 0)
+
+    def drain_changes(self):
+        """The topics changed since the last call: a list of ``(topic, previous, version)``."""
+        changed, self._changed = self._changed, {}
+        versions = self._versions
+        return [(topic, previous, versions[topic]) for topic, previous in changed.items()]
 
     def hosts_for(self, topic):
         """The hosts serving ``topic``, in registration order, as a tuple (cached until a change)."""
@@ -112,6 +156,20 @@ class RegistryTable:
             if topic in self._by_topic:
                 self._answers[topic] = answer
         return answer
+
+    def load(self, rows, now):
+        """Take a peer's table (TableRows), each host as if its last heartbeat was ``age`` ago.
+
+        Hosts already in the table are kept as they are: what they said here is newer. Returns
+        how many hosts were added.
+        """
+        heard, added = self.last_heard, 0
+        for row in rows:
+            if row.host not in self._hosts and row.age < row.ttl:
+                self.heartbeat(row.host, row.topics, row.interval, row.ttl, now - row.age)
+                added += 1
+        self.last_heard = heard
+        return added
 
     def rows(self, now):
         """Every host as a :class:`~rpcmm.protocol.TableRow`, sorted by host name."""
@@ -131,7 +189,15 @@ class RegistryTable:
             del hosts[host]
             if not hosts:
                 del self._by_topic[topic]
-            self._answers.pop(topic, None)
+            self._touch(topic)
         for topic in new_set - old_set:
             self._by_topic.setdefault(topic, {})[host] = None
-            self._answers.pop(topic, None)
+            self._touch(topic)
+
+    def _touch(self, topic):
+        self._answers.pop(topic, None)
+        versions = self._versions
+        if topic not in self._changed:
+            self._changed[topic] = versions.get(topic, 0)
+        self.seq += 1
+        versions[topic] = self.seq

@@ -8,8 +8,15 @@ Two tiers answer a lookup, with a cache in front:
    next registry on timeout).
 
 The answer (static hosts first, then registered ones) is cached for ``cache_max_age`` seconds.
-When no registry answers, a cached answer of any age is served (with a warning); failing that,
-the static ring's hosts; failing that, :class:`~rpcmm.errors.RegistryUnavailable` is raised.
+With ``live`` (the default), the client also subscribes to the answering registry's live feed
+for every topic it looked up (:mod:`rpcmm.feed`): changes then reach the cache within
+milliseconds, and answers so maintained stay fresh for ``live_max_age`` seconds. When no
+registry answers, a cached answer of any age is served (with a warning); failing that, the
+static ring's hosts; failing that, :class:`~rpcmm.errors.RegistryUnavailable` is raised. With
+``cache_file``, the cache is also kept on disk and a cold start with no registry begins from it.
+
+Registries that are WARMING (loading their table from a peer) or DEGRADED (holding off a mass
+expiry) are asked only when no registry that is UP answers.
 
 Registrations and heartbeats are cast to every registry in the seed. Each heartbeat carries
 the host's full topic set, so a registry that restarted or expired a host has it back within
@@ -19,8 +26,10 @@ one heartbeat interval.
 import logging
 
 from rpcmm import protocol
-from rpcmm.cache import DEFAULT_CACHE_MAX_AGE, DEFAULT_CACHE_MAX_ENTRIES, LookupCache
+from rpcmm.cache import DEFAULT_CACHE_MAX_AGE, DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_LIVE_MAX_AGE, LookupCache
+from rpcmm.cachefile import load_cache
 from rpcmm.client import DEFAULT_LOOKUP_TIMEOUT, RegistryClient
+from rpcmm.feed import LiveFeed
 from rpcmm.errors import ConfigurationError, RegistryUnavailable
 from rpcmm.logutil import RateLimitedLogger
 from rpcmm.matchmaker import Capability, Matchmaker
@@ -34,8 +43,9 @@ class RegistryMatchmaker(Matchmaker):
     """A matchmaker backed by the registry servers a :class:`~rpcmm.seed.Seed` lists.
 
     ``timing`` (a :class:`~rpcmm.timing.HeartbeatTiming`) is what this process declares for
-    its hosts. ``lookup_timeout`` is per registry, in seconds. ``context`` is a zmq context to
-    share (else the matchmaker makes and terms its own).
+    its hosts. ``lookup_timeout`` is per registry, in seconds. ``live`` subscribes to live feeds;
+    ``cache_file`` keeps a last-known-good copy of the cache on disk. ``context`` is a zmq
+    context to share (else the matchmaker makes and terms its own).
     """
 
     capabilities = frozenset({
@@ -44,7 +54,7 @@ class RegistryMatchmaker(Matchmaker):
 
     def __init__(self, seed, timing=None, lookup_timeout=DEFAULT_LOOKUP_TIMEOUT,
                  cache_max_age=DEFAULT_CACHE_MAX_AGE, cache_max_entries=DEFAULT_CACHE_MAX_ENTRIES,
-                 context=None, **kwargs):
+                 live=True, live_max_age=DEFAULT_LIVE_MAX_AGE, cache_file=None, context=None, **kwargs):
         super().__init__(timing=timing, **kwargs)
         if not seed.registries:
             raise ConfigurationError(
@@ -54,18 +64,36 @@ class RegistryMatchmaker(Matchmaker):
             raise ConfigurationError(f"lookup_timeout must be positive, got {lookup_timeout!r}")
         self.seed = seed
         self.lookup_timeout = lookup_timeout
-        self.cache = LookupCache(cache_max_age, cache_max_entries)
+        self.cache = LookupCache(cache_max_age, cache_max_entries, live_max_age, lock=self.runtime.lock())
+        self.live = live
+        self.cache_file = cache_file
         self._context = context
         self._owns_context = context is None
         self._client = None
+        self._feed = None
         self._stale_warnings = RateLimitedLogger(LOG, period=10.0)
 
     def _open(self):
         if self._context is None:
             self._context = self.runtime.new_context()
-        self._client = RegistryClient(self.seed.registries, self._context, self.runtime, self.lookup_timeout).start()
+        self._client = self._make_client()
+        if self.cache_file:
+            answers, age = load_cache(self.cache_file)
+            if answers:
+                self.cache.load(answers, stored_at=self.clock.monotonic() - (age or 0.0))
+                LOG.info("loaded %d cached answers (%s old) from %s", len(answers),
+                         "?" if age is None else f"{age:.0f}s", self.cache_file)
+        if self.live or self.cache_file:
+            self._feed = LiveFeed(self.cache, self._client, self._context, self.runtime, self.clock,
+                                  cache_file=self.cache_file).start()
+
+    def _make_client(self):
+        return RegistryClient(self.seed.registries, self._context, self.runtime, self.lookup_timeout).start()
 
     def _close(self):
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.stop()
         client, self._client = self._client, None
         if client is not None:
             client.close()
@@ -100,7 +128,7 @@ class RegistryMatchmaker(Matchmaker):
         self._require_started()
         static = self.seed.static_hosts(topic)
         try:
-            registered, _ = self._client.lookup(topic)
+            answer, endpoint = self._client.lookup(topic)
         except RegistryUnavailable:
             stale = self.cache.stale(topic)
             if stale is not None:
@@ -110,12 +138,36 @@ class RegistryMatchmaker(Matchmaker):
             if static:
                 return static
             raise
+        registered = answer.hosts
         hosts = static + tuple(h for h in registered if h not in static) if static else registered
-        self.cache.put(topic, hosts, now)
+        feed = self._feed
+        healthy = answer.state is protocol.State.UP
+        if static:
+            # A merged answer is not what the feed's deltas describe: cache it plainly.
+            self.cache.put(topic, hosts, now)
+        else:
+            live = healthy and feed is not None and self.live and feed.live_epoch == answer.epoch
+            self.cache.put(topic, hosts, now, answer.epoch, answer.version, live)
+            if self.live and feed is not None and healthy:
+                feed.follow(endpoint, topic)
         return hosts
+
+    def report_unreachable(self, host):
+        """This process could not reach ``host``: tell the registries (which drop it early once a
+        second reporter or a missed heartbeat confirms) and stop trusting cached answers naming it."""
+        self._require_started()
+        self.cache.stale_host(host)
+        self._client.suspect((host,))
 
     def table(self):
         """The table of the first registry that answers: ``(rows, endpoint)``; rows are
         :class:`~rpcmm.protocol.TableRow`. Raises RegistryUnavailable if none answers."""
         self._require_started()
-        return self._client.list_hosts()
+        reply, endpoint = self._client.list_hosts()
+        return reply.rows, endpoint
+
+    def status(self):
+        """Every registry's :class:`~rpcmm.protocol.Health`, or None where it did not answer:
+        a list of ``(endpoint, health)`` in seed order."""
+        self._require_started()
+        return [(e, self._client.status(i)) for i, e in enumerate(self._client.endpoints)]

@@ -54,6 +54,22 @@ def test_cli_contract_end_to_end(cluster):
     assert lookup(seed, "ringed") == ["s1"]
 
 
+def test_status_shows_every_registry_and_warm_up(cluster, tmp_path):
+    seed, first, second = cluster
+    with start_register(seed, "h1", ["t"], interval=0.1, ttl=0.5):
+        wait_for(lambda: lookup(seed, "t") == ["h1"], timeout=10)
+        result = rpcmm("status", "--seed", str(seed), "--json")
+        assert result.returncode == 0, result.stderr
+        rows = json.loads(result.stdout)["registries"]
+        assert [r["registry"] for r in rows] == [str(first.endpoint), str(second.endpoint)]
+        assert all(r["state"] == "up" and r["hosts"] == 1 and r["behind"] == 0 for r in rows)
+        first.kill()
+        rows = json.loads(rpcmm("status", "--seed", str(seed), "--json", "--timeout", "0.2").stdout)["registries"]
+        assert rows[0]["state"] == "unreachable" and rows[1]["state"] == "up"
+        text = rpcmm("status", "--seed", str(seed), "--timeout", "0.2").stdout
+        assert "unreachable" in text and str(second.endpoint) in text
+
+
 def test_sigint_also_ends_register_and_registry_cleanly(tmp_path):
     bootstrap = write_seed(tmp_path / "bootstrap.json")
     with start_registry(bootstrap) as registry:
@@ -126,3 +142,17 @@ def test_lookups_continue_when_a_registry_is_killed_and_it_comes_back_whole(clus
             # Within one interval of restarting, give or take the client's reconnect and one
             # `rpcmm hosts` process start (which dominates: ~0.2 s of Python start-up).
             assert time.monotonic() - restarted_at < interval + 0.1 + 1.0
+
+
+def test_a_restarted_registry_answers_with_its_full_table_before_any_heartbeat(cluster, tmp_path):
+    seed, first, second = cluster
+    # A heartbeat every 30 s: nothing but the warm-up from the peer can refill the table in time.
+    with start_register(seed, "h1", ["a", "b"], interval=30, ttl=90):
+        wait_for(lambda: lookup(seed, "a") == ["h1"], timeout=10)
+        first.kill()
+        with start_registry(seed, endpoint=first.endpoint):
+            only_first = write_seed(tmp_path / "first.json", [first.endpoint])
+            rows = json.loads(rpcmm("hosts", "--seed", str(only_first), "--json").stdout)["hosts"]
+            assert [(r["host"], r["topics"]) for r in rows] == [("h1", ["a", "b"])]
+            status = json.loads(rpcmm("status", "--seed", str(only_first), "--json").stdout)["registries"][0]
+            assert status["state"] == "up" and status["synced_from"] == str(second.endpoint)

@@ -42,3 +42,51 @@ def test_invalidate():
 def test_bad_settings(kwargs):
     with pytest.raises(ValueError):
         LookupCache(**kwargs)
+
+
+from rpcmm.cache import Applied
+from rpcmm.protocol import Delta, Snapshot
+
+
+def test_deltas_apply_in_order_and_a_gap_makes_the_entry_stale():
+    cache = LookupCache(max_age=1.0, live_max_age=10.0)
+    cache.put("t", ("h1",), now=0.0, epoch=7, version=3)
+    assert cache.apply_delta(Delta(7, 5, 3, "t", ("h1", "h2")), now=0.5) is Applied.APPLIED
+    assert cache.fresh("t", now=9.0) == ("h1", "h2")  # live: fresh for live_max_age
+    assert cache.apply_delta(Delta(7, 4, 2, "t", ("old",)), now=0.6) is Applied.IGNORED
+    assert cache.apply_delta(Delta(7, 9, 8, "t", ("h3",)), now=0.7) is Applied.GAP
+    assert cache.fresh("t", now=0.7) is None and cache.stale("t") == ("h1", "h2")
+
+
+def test_a_delta_of_another_epoch_is_a_gap_and_unknown_topics_are_ignored():
+    cache = LookupCache()
+    cache.put("t", ("h1",), now=0.0, epoch=7, version=3)
+    assert cache.apply_delta(Delta(8, 4, 3, "t", ("x",)), now=0.1) is Applied.GAP
+    assert cache.apply_delta(Delta(7, 1, 0, "other", ("x",)), now=0.1) is Applied.IGNORED
+
+
+def test_snapshots_set_the_entry_unless_it_is_newer_and_lookups_never_roll_back():
+    cache = LookupCache()
+    assert cache.apply_snapshot(Snapshot(7, 5, "t", ("h1",)), now=0.0) is Applied.APPLIED
+    cache.put("t", ("older",), now=0.1, epoch=7, version=4)  # a lookup answered before the change
+    assert cache.stale("t") == ("h1",)
+    assert cache.apply_snapshot(Snapshot(7, 4, "t", ("older",)), now=0.2) is Applied.IGNORED
+
+
+def test_demote_and_stale_host():
+    cache = LookupCache(max_age=1.0, live_max_age=10.0)
+    cache.put("a", ("h1",), now=0.0, epoch=7, version=1, live=True)
+    cache.put("b", ("h2",), now=0.0, epoch=8, version=1, live=True)
+    cache.demote(now=0.0, keep_epoch=7)
+    assert cache.fresh("a", now=0.5) == ("h1",) and cache.fresh("a", now=1.5) is None
+    assert cache.fresh("b", now=0.0) is None and cache.stale("b") == ("h2",)
+    cache.put("c", ("h1", "h3"), now=0.0)
+    cache.stale_host("h1")
+    assert cache.fresh("c", now=0.0) is None and cache.stale("c") == ("h1", "h3")
+
+
+def test_loaded_answers_are_stale_only():
+    cache = LookupCache()
+    cache.load({"t": ["h1"]}, stored_at=-5.0)
+    assert cache.fresh("t", now=0.0) is None and cache.stale("t") == ("h1",)
+    assert cache.age("t", now=0.0) == 5.0

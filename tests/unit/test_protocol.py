@@ -14,8 +14,16 @@ MESSAGES = [
     p.Lookup(7, "scheduler"),
     p.ListHosts(2**63 - 1),
     p.Hosts(0, ("h1", "10.0.0.1:9501")),
-    p.Table(3, (p.TableRow("h1", 0.25, 1.0, 3.0, ("a",)),)),
+    p.Hosts(9, (), epoch=2**62, version=17, state=p.State.DEGRADED, data_age=4.5),
+    p.Table(3, (p.TableRow("h1", 0.25, 1.0, 3.0, ("a",)),), p.State.WARMING),
     p.Error(4, "no"),
+    p.Delta(5, 10, 7, "t", ("h1", "h2")),
+    p.Snapshot(5, 10, "t", ()),
+    p.Tick(5, 10, p.State.UP, 0.0, 0.5),
+    p.Status(11),
+    p.Health(11, p.State.UP, 5, 10, 3, 7, 40123, 0.2, "10.0.0.1:7701", 12.5),
+    p.Health(12, p.State.WARMING, 5, 0, 0, 0, 1, 0.0, "", -1.0),
+    p.Suspect(("h1",)),
 ]
 
 
@@ -66,6 +74,14 @@ def pack(*fields):
     (pack(1, 3, 7, "x" * 256), "not a name"),
     (pack(1, 3, 7, "x" * 5000), "not a msgpack message"),  # beyond the string limit
     (b"\x00" * (p.MAX_MESSAGE_BYTES + 1), "exceeds"),
+    (pack(1, 5, 1, ["h"], 1, 1, 9, 0.0), "unknown registry state 9"),
+    (pack(1, 5, 1, ["h"], 1, 1, True, 0.0), "unknown registry state"),
+    (pack(1, 5, 1, ["h"], -1, 1, 0, 0.0), "epoch"),
+    (pack(1, 8, 1, 2, 1, "t"), "truncated"),
+    (pack(1, 10, 1, 2, 0, 0.0, 0.0), "tick interval"),
+    (pack(1, 12, 1, 0, 1, 1, 1, 1, 70000, 0.0, "", -1.0), "feed port"),
+    (pack(1, 12, 1, 0, 1, 1, 1, 1, 1, 0.0, "", -2.0), "synced_age"),
+    (pack(1, 13, "h"), "must be an array"),
 ])
 def test_malformed_frames_raise_protocol_error_with_a_reason(frame, reason):
     with pytest.raises(ProtocolError, match=reason):

@@ -5,7 +5,7 @@ import pytest
 from rpcmm.addressing import Endpoint, Fanout
 from rpcmm.backends.registry import RegistryMatchmaker
 from rpcmm.errors import ConfigurationError, RegistryUnavailable
-from rpcmm.protocol import Heartbeat, Unregister
+from rpcmm.protocol import Heartbeat, Hosts, State, Suspect, Unregister
 from rpcmm.seed import Seed
 from rpcmm.timing import HeartbeatTiming
 
@@ -16,6 +16,7 @@ class FakeClient:
     def __init__(self):
         self.answers = {}
         self.down = False
+        self.state = State.UP
         self.lookups = 0
         self.casts = []
 
@@ -23,7 +24,10 @@ class FakeClient:
         self.lookups += 1
         if self.down:
             raise RegistryUnavailable(topic, [REGISTRY], 0.5)
-        return self.answers.get(topic, ()), REGISTRY
+        return Hosts(self.lookups, self.answers.get(topic, ()), 1, self.lookups, self.state, 0.0), REGISTRY
+
+    def suspect(self, hosts):
+        return self.cast(Suspect(tuple(hosts)))
 
     def cast(self, message):
         self.casts.append(message)
@@ -39,17 +43,14 @@ def fake():
 
 
 @pytest.fixture
-def make(clock, fake, monkeypatch):
-    def _open(self):
-        self._client = fake
-
-    monkeypatch.setattr(RegistryMatchmaker, "_open", _open)
-    monkeypatch.setattr(RegistryMatchmaker, "_close", lambda self: None)
+def make(clock, fake, monkeypatch, context):
+    monkeypatch.setattr(RegistryMatchmaker, "_make_client", lambda self: fake)
     made = []
 
     def factory(ring=None, **kwargs):
         seed = Seed.build(ring=ring or {}, registries=[REGISTRY])
-        mm = RegistryMatchmaker(seed, clock=clock, cache_max_age=1.0, **kwargs).start()
+        mm = RegistryMatchmaker(seed, clock=clock, cache_max_age=1.0, live=False, context=context,
+                                **kwargs).start()
         made.append(mm)
         return mm
 
@@ -109,3 +110,23 @@ def test_heartbeats_batch_many_hosts_per_message(make, fake):
 def test_a_seed_without_registries_is_refused():
     with pytest.raises(ConfigurationError, match="lists no registries"):
         RegistryMatchmaker(Seed.build(ring={"t": ["h"]}))
+
+
+def test_reporting_an_unreachable_host_casts_a_suspect_and_stops_trusting_the_cache(make, fake):
+    mm = make()
+    fake.answers["t"] = ("h1", "h2")
+    mm.hosts("t")
+    fake.answers["t"] = ("h2",)
+    mm.report_unreachable("h1")
+    assert fake.casts[-1] == Suspect(("h1",))
+    assert mm.hosts("t") == ("h2",) and fake.lookups == 2
+
+
+def test_the_cache_file_gives_a_cold_start_without_registries(make, fake, tmp_path, clock):
+    from rpcmm.cachefile import save_cache
+
+    path = tmp_path / "cache.json"
+    save_cache(path, {"t": ["h1"]})
+    fake.down = True
+    mm = make(cache_file=str(path))
+    assert mm.hosts("t") == ("h1",)

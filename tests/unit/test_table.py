@@ -90,3 +90,29 @@ def test_cached_answers_follow_changes(table):
     assert table.hosts_for("t") == ("h1", "h2")
     table.expire(100.0)
     assert table.hosts_for("t") == () and table.topics() == ()
+
+
+def test_every_change_gets_the_next_version_and_is_listed_once(table):
+    table.heartbeat("h1", ("a", "b"), 1.0, 3.0, now=0.0)
+    table.heartbeat("h2", ("a",), 1.0, 3.0, now=0.0)
+    changes = {topic: (previous, version) for topic, previous, version in table.drain_changes()}
+    assert changes["a"][0] == 0 and changes["b"] == (0, table.version("b"))
+    assert table.version("a") == table.seq  # h2 joining "a" was the last change
+    assert table.drain_changes() == []
+    table.heartbeat("h1", ("a", "b"), 1.0, 3.0, now=1.0)  # a refresh changes nothing
+    assert table.drain_changes() == []
+    before = table.version("a")
+    table.remove("h2")
+    assert table.drain_changes() == [("a", before, table.seq)]
+    assert table.version("nobody") == 0
+
+
+def test_a_peer_table_loads_with_its_ages_and_never_overrides_fresher_news(table):
+    from rpcmm.protocol import TableRow
+
+    table.heartbeat("h1", ("mine",), 1.0, 3.0, now=10.0)
+    rows = [TableRow("h1", 0.5, 1.0, 3.0, ("theirs",)), TableRow("h2", 2.0, 1.0, 3.0, ("t",)),
+            TableRow("dead", 5.0, 1.0, 3.0, ("t",))]
+    assert table.load(rows, now=10.0) == 1
+    assert table.hosts_for("mine") == ("h1",) and table.hosts_for("theirs") == ()
+    assert table.expire(10.99) == [] and table.expire(11.0) == ["h2"]  # 2 s old + 3 s TTL

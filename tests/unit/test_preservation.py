@@ -1,0 +1,72 @@
+import pytest
+
+from rpcmm.preservation import ExpiryGuard
+from rpcmm.table import RegistryTable
+from rpcmm.timing import TimingBounds
+
+
+def fill(table, count, now, interval=1.0, ttl=3.0, prefix="h"):
+    for i in range(count):
+        table.heartbeat(f"{prefix}{i}", ("t",), interval, ttl, now)
+
+
+@pytest.fixture
+def table():
+    return RegistryTable(TimingBounds(min_interval=0.01, min_ttl=0.01))
+
+
+def test_a_few_deaths_expire_normally(table):
+    guard = ExpiryGuard(fraction=0.5, min_hosts=5)
+    fill(table, 10, now=0.0)
+    for now in (1.0, 2.0, 3.0):
+        fill(table, 8, now)  # h8 and h9 fell silent at 0.0
+    assert sorted(guard.sweep(table, 3.0)) == ["h8", "h9"] and not guard.degraded
+
+
+def test_a_mass_silence_is_held_and_reported_then_clears_when_heartbeats_return(table):
+    guard = ExpiryGuard(fraction=0.5, min_hosts=5, max_hold=30.0)
+    fill(table, 10, now=0.0)
+    assert guard.sweep(table, 3.0) == []  # all ten overdue at once: the registry is cut off
+    assert guard.degraded and len(table) == 10
+    assert guard.sweep(table, 10.0) == [] and guard.degraded
+    fill(table, 10, now=10.5)  # the partition heals
+    assert guard.sweep(table, 11.0) == [] and not guard.degraded
+
+
+def test_a_gradual_drain_is_caught_by_the_silence_rule(table):
+    guard = ExpiryGuard(fraction=0.5, min_hosts=5)
+    # Heartbeat phases spread over the interval, then nothing more arrives at all.
+    for i in range(20):
+        table.heartbeat(f"h{i}", ("t",), 1.0, 3.0, now=i / 20)
+    expired = []
+    now = 3.0
+    while now < 6.0:
+        expired += guard.sweep(table, now)
+        now += 0.25
+    assert guard.degraded and len(expired) < 10
+
+
+def test_the_hold_never_lasts_beyond_max_hold(table):
+    guard = ExpiryGuard(fraction=0.5, min_hosts=5, max_hold=5.0)
+    fill(table, 10, now=0.0)
+    assert guard.sweep(table, 3.0) == [] and guard.degraded
+    assert len(guard.sweep(table, 8.0)) == 10  # they really are dead: expired anyway
+    assert not guard.degraded and len(table) == 0
+
+
+def test_small_tables_are_never_held(table):
+    guard = ExpiryGuard(fraction=0.5, min_hosts=5)
+    fill(table, 3, now=0.0)
+    assert len(guard.sweep(table, 3.0)) == 3 and not guard.degraded
+
+
+def test_the_threshold_follows_the_table_at_every_sweep(table):
+    guard = ExpiryGuard(fraction=0.5, min_hosts=5)
+    fill(table, 10, now=0.0, prefix="old")
+    fill(table, 30, now=2.9, prefix="new")  # the table grew: 10 of 40 is not a mass silence
+    assert len(guard.sweep(table, 3.0)) == 10 and not guard.degraded
+
+
+def test_bad_fraction():
+    with pytest.raises(ValueError):
+        ExpiryGuard(fraction=0)
