@@ -188,30 +188,34 @@ class RegistryClient:
         return True
 
     def _call_first_to_connect(self, sockets, indexes, make_request, reply_type):
-        """Wait one timeout for any of ``indexes`` to connect, then ask those that did, in
-        order, until one that is UP answers; return the best answer, or None."""
+        """Give ``indexes`` one timeout to connect; ask each as it does until one that is UP
+        answers. Return the best answer, or None."""
         zmq = self.runtime.zmq
-        poller = zmq.Poller()
-        for index in indexes:
-            poller.register(sockets[index], zmq.POLLOUT)
-        ready = dict(poller.poll(self.timeout * 1000))
-        fallback = None
-        for index in indexes:
-            if sockets[index] not in ready:
-                continue
-            request_id = next(self._request_ids)
-            try:
-                sockets[index].send(protocol.encode(make_request(request_id)), zmq.NOBLOCK)
-            except zmq.Again:
-                continue
-            reply = self._await(sockets[index], request_id, reply_type, self.timeout)
-            if reply is None:
-                continue
-            if reply.state is protocol.State.UP:
-                self._preferred = index
-                return reply, self.endpoints[index]
-            if fallback is None:
-                fallback = (reply, self.endpoints[index])
+        deadline = time.monotonic() + self.timeout
+        waiting, fallback = list(indexes), None
+        while waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            poller = zmq.Poller()
+            for index in waiting:
+                poller.register(sockets[index], zmq.POLLOUT)
+            ready = dict(poller.poll(remaining * 1000))
+            for index in [i for i in waiting if sockets[i] in ready]:
+                waiting.remove(index)
+                request_id = next(self._request_ids)
+                try:
+                    sockets[index].send(protocol.encode(make_request(request_id)), zmq.NOBLOCK)
+                except zmq.Again:
+                    continue
+                reply = self._await(sockets[index], request_id, reply_type, self.timeout)
+                if reply is None:
+                    continue
+                if reply.state is protocol.State.UP:
+                    self._preferred = index
+                    return reply, self.endpoints[index]
+                if fallback is None:
+                    fallback = (reply, self.endpoints[index])
         return fallback
 
     def _await(self, socket, request_id, reply_type, timeout):
