@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEBIAN_PACKAGES := redis-server
+DEBIAN_PACKAGES := redis-server iproute2
 
 .PHONY: demo test system-deps clean
 

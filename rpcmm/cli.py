@@ -70,6 +70,8 @@ def _parser():
                      help="address to bind instead of the endpoint's host (for example 0.0.0.0 or '*')")
     sub.add_argument("--sweep-interval", type=_positive, default=None, metavar="S",
                      help="seconds between expiry sweeps (default: 0.25)")
+    sub.add_argument("--tick-interval", type=_positive, default=None, metavar="S",
+                     help="seconds between two ticks of the live feed (default: 0.5)")
     sub.add_argument("--feed-port", type=_port, default=None, metavar="PORT",
                      help="TCP port of the live feed (default: any free port; clients ask for it)")
     sub.add_argument("--no-warmup", action="store_true",
@@ -174,6 +176,8 @@ def _registry(args):
     kwargs = {"sweep_interval": args.sweep_interval} if args.sweep_interval else {}
     if args.feed_port is not None:
         kwargs["feed_port"] = args.feed_port
+    if args.tick_interval:
+        kwargs["tick_interval"] = args.tick_interval
     # Every other registry in the seed is a peer to warm up from.
     peers = [] if args.no_warmup else [e for e in seed.registries if e != endpoint]
     with _ShutdownSignals() as signals:

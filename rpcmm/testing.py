@@ -50,19 +50,20 @@ def write_seed(path, registries=(), ring=None):
 class RpcmmProcess:
     """An ``rpcmm`` command running in a child process, with its ready line.
 
-    The child runs ``python -m rpcmm ARGS`` with stdout piped; :meth:`wait_ready` reads lines
+    The child runs ``python -m rpcmm ARGS`` (after ``prefix``, such as ``ip netns exec NS``)
+    with stdout piped; :meth:`wait_ready` reads lines
     until one starts with ``ready_prefix``. Always :meth:`stop` or :meth:`kill` it (or use it
     as a context manager): nothing is left running.
     """
 
-    def __init__(self, args, ready_prefix, env=None, stderr=None):
+    def __init__(self, args, ready_prefix, env=None, stderr=None, prefix=()):
         self.args = list(args)
         self.ready_prefix = ready_prefix
         self.ready_line = None
         child_env = dict(os.environ if env is None else env)
         child_env.setdefault("PYTHONUNBUFFERED", "1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "rpcmm", *self.args],
+            [*prefix, sys.executable, "-m", "rpcmm", *self.args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL if stderr is None else stderr,
             stdin=subprocess.DEVNULL,
