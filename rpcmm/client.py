@@ -178,11 +178,12 @@ class RegistryClient:
         raise RegistryUnavailable(topic, self.endpoints, self.timeout)
 
     def _send_when_connected(self, socket, frame):
+        """Send, waiting up to the timeout for a connection (ZMQ_IMMEDIATE makes a send block
+        until there is one; the wait is green under eventlet)."""
         zmq = self.runtime.zmq
-        if not socket.poll(self.timeout * 1000, zmq.POLLOUT):
-            return False
+        socket.setsockopt(zmq.SNDTIMEO, max(1, int(self.timeout * 1000)))
         try:
-            socket.send(frame, zmq.NOBLOCK)
+            socket.send(frame)
         except zmq.Again:
             return False
         return True
@@ -197,10 +198,7 @@ class RegistryClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            poller = zmq.Poller()
-            for index in waiting:
-                poller.register(sockets[index], zmq.POLLOUT)
-            ready = dict(poller.poll(remaining * 1000))
+            ready = self.runtime.poll([(sockets[index], zmq.POLLOUT) for index in waiting], remaining)
             for index in [i for i in waiting if sockets[i] in ready]:
                 waiting.remove(index)
                 request_id = next(self._request_ids)
@@ -227,9 +225,14 @@ class RegistryClient:
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not socket.poll(remaining * 1000, zmq.POLLIN):
+            if remaining <= 0:
                 return None
-            frame = socket.recv()
+            # A blocking receive with a timeout, rather than a poll: green under eventlet.
+            socket.setsockopt(zmq.RCVTIMEO, max(1, int(remaining * 1000)))
+            try:
+                frame = socket.recv()
+            except zmq.Again:
+                return None
             try:
                 reply = protocol.decode(frame)
             except ProtocolError as exc:

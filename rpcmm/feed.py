@@ -15,18 +15,25 @@ client has looked up, and applies what arrives to the :class:`~rpcmm.cache.Looku
 The feed also writes the cache to disk now and then when ``cache_file`` is set (see
 :mod:`rpcmm.cachefile`).
 
-Lifecycle: :meth:`start` spawns one task that owns the SUB socket; :meth:`follow` may be called
-from any thread (it only queues a command); :meth:`stop` wakes the task and joins it.
+Lifecycle: :meth:`start` starts one loop, on a native thread with plain pyzmq and a context of
+its own (see :mod:`rpcmm.runtime`), that owns the SUB socket and a DEALER for STATUS calls;
+:meth:`follow` may be called from any thread (it only queues a command); :meth:`stop` wakes
+the loop and joins it.
 """
 
+import itertools
 import logging
 import queue
+import random
+
+import zmq
 
 from rpcmm import protocol
 from rpcmm.addressing import Endpoint
 from rpcmm.cache import Applied
 from rpcmm.cachefile import save_cache
 from rpcmm.errors import ProtocolError
+from rpcmm.runtime import native_poll
 from rpcmm.server import DEFAULT_TICK_INTERVAL
 
 __all__ = ["LiveFeed"]
@@ -40,15 +47,16 @@ _RETRY = 1.0
 
 
 class LiveFeed:
-    """Keeps ``cache`` current from the feed of the registry ``client`` talks to.
+    """Keeps ``cache`` current from the feed of the registry a client asks (``follow`` says which).
 
     ``live_epoch`` is the epoch of the registry whose ticks are arriving (None while the feed is
     not live); a lookup answer of that epoch may be cached for the cache's ``live_max_age``.
+    ``timeout`` bounds the STATUS call that finds a registry's feed port.
     """
 
-    def __init__(self, cache, client, context, runtime, clock, cache_file=None, save_interval=5.0):
+    def __init__(self, cache, runtime, clock, timeout=0.5, cache_file=None, save_interval=5.0):
         self.cache = cache
-        self.client = client
+        self.timeout = timeout
         self.runtime = runtime
         self.clock = clock
         # Until a tick says how often the registry ticks, assume the default.
@@ -57,14 +65,15 @@ class LiveFeed:
         self.save_interval = save_interval
         self.live_epoch = None
         self.stats = {"deltas": 0, "snapshots": 0, "gaps": 0, "ticks": 0, "switches": 0}
-        self._context = context
+        self._context = None
         self._commands = queue.SimpleQueue()
-        self._wake_lock = runtime.lock()
+        self._wake_lock = runtime.native_lock()
         self._wake_send = None
         self._task = None
+        self._request_ids = itertools.count(random.getrandbits(32))
 
     def start(self):
-        zmq = self.runtime.zmq
+        self._context = zmq.Context()
         address = f"inproc://rpcmm-feed-wake-{id(self):x}"
         wake_recv = self._context.socket(zmq.PAIR)
         wake_recv.setsockopt(zmq.LINGER, 0)
@@ -72,7 +81,7 @@ class LiveFeed:
         self._wake_send = self._context.socket(zmq.PAIR)
         self._wake_send.setsockopt(zmq.LINGER, 0)
         self._wake_send.connect(address)
-        self._task = self.runtime.spawn(lambda: self._run(wake_recv), name=f"rpcmm-feed-{id(self):x}")
+        self._task = self.runtime.spawn_native(lambda: self._run(wake_recv), name=f"rpcmm-feed-{id(self):x}")
         return self
 
     def stop(self, timeout=5.0):
@@ -82,6 +91,7 @@ class LiveFeed:
         self._task.join(timeout)
         self._task = None
         self._wake_send.close()
+        self._context.term()
 
     def follow(self, endpoint, topic):
         """Keep ``topic`` current, from ``endpoint``'s feed (switching registries if needed)."""
@@ -91,15 +101,15 @@ class LiveFeed:
         self._commands.put(command)
         with self._wake_lock:
             try:
-                self._wake_send.send(b"", self.runtime.zmq.NOBLOCK)
-            except self.runtime.zmq.Again:  # already awake with a full pipe
+                self._wake_send.send(b"", zmq.NOBLOCK)
+            except zmq.Again:  # already awake with a full pipe
                 pass
 
     # -- the task (owns the SUB socket) ---------------------------------------------------------
 
     def _run(self, wake):
-        zmq = self.runtime.zmq
         self._sub = None
+        self._status_socket = None
         self._source = None  # the Endpoint whose feed we are on
         self._topics = set()
         self._last_tick = None
@@ -107,11 +117,10 @@ class LiveFeed:
         saved_generation, next_save = self.cache.generation, self.clock.monotonic() + self.save_interval
         try:
             while True:
-                poller = zmq.Poller()
-                poller.register(wake, zmq.POLLIN)
+                items = [(wake, zmq.POLLIN)]
                 if self._sub is not None:
-                    poller.register(self._sub, zmq.POLLIN)
-                ready = dict(poller.poll(min(self.tick_timeout / _MISSED_TICKS, 0.25) * 1000))
+                    items.append((self._sub, zmq.POLLIN))
+                ready = native_poll(items, min(self.tick_timeout / _MISSED_TICKS, 0.25))
                 if wake in ready:
                     while True:
                         try:
@@ -121,7 +130,7 @@ class LiveFeed:
                     if not self._run_commands():
                         return
                 if self._sub is not None and self._sub in ready:
-                    self._receive(zmq)
+                    self._receive()
                 now = self.clock.monotonic()
                 self._check_liveness(now)
                 if self.cache_file and now >= next_save and self.cache.generation != saved_generation:
@@ -131,9 +140,9 @@ class LiveFeed:
             LOG.exception("live feed crashed; the cache falls back to plain expiry")
             self.live_epoch = None
         finally:
-            if self._sub is not None:
-                self._sub.close()
-            wake.close()
+            for socket in (self._sub, self._status_socket, wake):
+                if socket is not None:
+                    socket.close()
             if self.cache_file:
                 self._save()
 
@@ -151,11 +160,10 @@ class LiveFeed:
             if topic not in self._topics:
                 self._topics.add(topic)
                 if self._sub is not None:
-                    self._sub.setsockopt(self.runtime.zmq.SUBSCRIBE, protocol.topic_key(topic))
+                    self._sub.setsockopt(zmq.SUBSCRIBE, protocol.topic_key(topic))
 
     def _switch(self, endpoint):
         """Move to ``endpoint``'s feed: ask it for its feed port, subscribe to everything."""
-        zmq = self.runtime.zmq
         self.stats["switches"] += 1
         if self._sub is not None:
             self._sub.close()
@@ -164,7 +172,7 @@ class LiveFeed:
         if self.live_epoch is not None:
             self.live_epoch = None
             self.cache.demote(self.clock.monotonic())
-        health = self.client.status(self.client.endpoints.index(endpoint))
+        health = self._status(endpoint)
         if health is None or not health.feed_port:
             self._retry_at = self.clock.monotonic() + _RETRY
             return
@@ -181,7 +189,30 @@ class LiveFeed:
         self._retry_at = None
         self._last_tick = self.clock.monotonic()  # grace period for the first tick
 
-    def _receive(self, zmq):
+    def _status(self, endpoint):
+        """Ask ``endpoint`` for its HEALTH (None if it does not answer within the timeout)."""
+        if self._status_socket is not None:
+            self._status_socket.close()
+        socket = self._status_socket = self._context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        if endpoint.is_ipv6:
+            socket.setsockopt(zmq.IPV6, 1)
+        socket.connect(endpoint.zmq_address())
+        request_id = next(self._request_ids)
+        socket.send(protocol.encode(protocol.Status(request_id)))
+        deadline = self.clock.monotonic() + self.timeout
+        while True:
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0 or not native_poll([(socket, zmq.POLLIN)], remaining):
+                return None
+            try:
+                reply = protocol.decode(socket.recv())
+            except ProtocolError:
+                continue
+            if type(reply) is protocol.Health and reply.request_id == request_id:
+                return reply
+
+    def _receive(self):
         cache = self.cache
         for _ in range(1024):
             try:

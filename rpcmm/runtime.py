@@ -1,23 +1,45 @@
 """The one concurrency seam: plain threads, or eventlet when the process is monkey-patched.
 
-Everything in rpcmm that blocks (zmq sockets, background loops, events, locks) gets its
-primitives from a :class:`Runtime`, and only :func:`default_runtime` decides which one a process
-uses. Under eventlet the threading primitives are already green once ``eventlet.monkey_patch()``
-ran, so the only difference that matters is the zmq binding: eventlet's own
-``eventlet.green.zmq`` (pyzmq's ``zmq.green`` is gevent's and does not work under eventlet).
+rpcmm has two kinds of code that block:
+
+- **background loops** that own their sockets outright (a registry server, a client's live
+  feed). They always run on a native OS thread with plain pyzmq, whatever the process uses:
+  a native thread blocked in libzmq holds no GIL, so under eventlet the hub keeps running.
+  They get :meth:`Runtime.spawn_native`, :meth:`Runtime.native_lock` and :func:`native_poll`.
+- **calls made by the application's own threads** (heartbeats, lookups). They use the
+  runtime's zmq binding (:attr:`Runtime.zmq`), :meth:`Runtime.spawn`, :meth:`Runtime.event`,
+  :meth:`Runtime.lock` and :meth:`Runtime.poll`, which are green under eventlet.
+
+Only :func:`default_runtime` decides which runtime a process gets. Under eventlet the zmq binding
+is eventlet's own ``eventlet.green.zmq`` (pyzmq's ``zmq.green`` is gevent's and does not work
+under eventlet); it greens ``send`` and ``recv`` (honouring ``RCVTIMEO``/``SNDTIMEO``) but not
+``zmq.Poller``, so rpcmm waits on one socket with those timeouts and on several with
+:meth:`Runtime.poll`.
 """
 
 import sys
 import threading
+import time
 
-__all__ = ["Runtime", "THREADING", "default_runtime", "eventlet_runtime"]
+import zmq as plain_zmq
+
+__all__ = ["Runtime", "THREADING", "default_runtime", "eventlet_runtime", "native_poll"]
+
+
+def native_poll(items, timeout):
+    """Wait on plain pyzmq sockets: ``items`` are (socket, POLLIN/POLLOUT) pairs, ``timeout``
+    seconds (None: forever); return ``{socket: ready flags}``."""
+    poller = plain_zmq.Poller()
+    for socket, flags in items:
+        poller.register(socket, flags)
+    return dict(poller.poll(None if timeout is None else max(0.0, timeout) * 1000))
 
 
 class Runtime:
-    """Concurrency primitives for one process.
+    """Concurrency primitives for one process; see the module docstring.
 
-    ``zmq`` is the zmq module to make contexts and sockets with; ``spawn(fn, name)`` starts
-    ``fn`` in the background and returns an object with ``join(timeout)`` and ``is_alive()``.
+    ``spawn`` and ``spawn_native`` start ``fn`` in the background and return an object with
+    ``join(timeout)`` and ``is_alive()``.
     """
 
     def __init__(self, name, zmq_module):
@@ -29,24 +51,71 @@ class Runtime:
         thread.start()
         return thread
 
+    def spawn_native(self, fn, name):
+        return self.spawn(fn, name)
+
     def event(self):
         return threading.Event()
 
     def lock(self):
         return threading.Lock()
 
+    def native_lock(self):
+        """A lock that native threads and the application's threads may share (held briefly)."""
+        return threading.Lock()
+
     def new_context(self):
         """A new zmq context of this runtime's binding; the caller owns and terms it."""
         return self.zmq.Context()
+
+    def poll(self, items, timeout):
+        """Wait on sockets of this runtime's binding, like :func:`native_poll`."""
+        return native_poll(items, timeout)
 
     def __repr__(self):
         return f"<Runtime {self.name}>"
 
 
-def _threading_runtime():
-    import zmq
+class _EventletRuntime(Runtime):
+    #: Longest pause between two looks at the sockets while waiting on several (rare: a client
+    #: waiting for its first connection); a single socket is waited on with green recv/send.
+    _LONGEST_PAUSE = 0.02
 
-    return Runtime("threading", zmq)
+    def __init__(self, zmq_module, eventlet_module, original_threading, original_thread):
+        super().__init__("eventlet", zmq_module)
+        self._eventlet = eventlet_module
+        self._threading = original_threading
+        self._thread = original_thread
+
+    def spawn_native(self, fn, name):
+        thread = self._threading.Thread(target=fn, name=name, daemon=True)
+        thread.start()
+        return thread
+
+    def native_lock(self):
+        return self._thread.allocate_lock()
+
+    def poll(self, items, timeout):
+        zmq = self.zmq
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        pause = 0.001
+        while True:
+            ready = {}
+            for socket, flags in items:
+                events = socket.getsockopt(zmq.EVENTS) & flags
+                if events:
+                    ready[socket] = events
+            if ready:
+                return ready
+            wait = pause if deadline is None else min(pause, deadline - time.monotonic())
+            if wait <= 0:
+                return {}
+            self._eventlet.sleep(wait)
+            pause = min(2 * pause, self._LONGEST_PAUSE)
+
+
+def _threading_runtime():
+    return Runtime("threading", plain_zmq)
 
 
 THREADING = _threading_runtime()
@@ -57,9 +126,12 @@ def eventlet_runtime():
     """The eventlet runtime; only meaningful after ``eventlet.monkey_patch()``."""
     global _eventlet
     if _eventlet is None:
+        import eventlet
+        from eventlet import patcher
         from eventlet.green import zmq as green_zmq
 
-        _eventlet = Runtime("eventlet", green_zmq)
+        _eventlet = _EventletRuntime(green_zmq, eventlet, patcher.original("threading"),
+                                     patcher.original("_thread"))
     return _eventlet
 
 

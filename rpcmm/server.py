@@ -18,14 +18,16 @@ what it has, marked WARMING, and clients prefer another registry. Expiry goes th
 and a :class:`~rpcmm.suspicion.SuspicionBoard`, which drops hosts that clients report and that
 then miss a heartbeat.
 
-Nothing happens in the constructor. One background task owns the sockets, the table and every
-piece of state; the public methods only signal it (:attr:`stats` and :attr:`state` may be read
-from any thread). A malformed or hostile message is logged (rate-limited) and dropped; it never
+Nothing happens in the constructor. One background loop, on a native thread with plain pyzmq
+(see :mod:`rpcmm.runtime`), owns the sockets, the table and every piece of state; the public
+methods only signal it (:attr:`stats` and :attr:`state` may be read from any thread). A malformed or hostile message is logged (rate-limited) and dropped; it never
 stops the loop and never touches another host's entry.
 """
 
 import logging
 import random
+
+import zmq
 
 from rpcmm import protocol
 from rpcmm.addressing import Endpoint
@@ -34,7 +36,7 @@ from rpcmm.errors import EndpointInUse, LifecycleError, ProtocolError
 from rpcmm.logutil import RateLimitedLogger
 from rpcmm.preservation import ExpiryGuard
 from rpcmm.protocol import State
-from rpcmm.runtime import default_runtime
+from rpcmm.runtime import default_runtime, native_poll
 from rpcmm.suspicion import SuspicionBoard
 from rpcmm.table import Change, RegistryTable
 from rpcmm.timing import DEFAULT_SWEEP_INTERVAL
@@ -74,8 +76,8 @@ class RegistryServer:
     a port the OS picks, readable afterwards from :attr:`endpoint`. ``feed_port`` is the live
     feed's port on the same host (0: any free port; clients learn it through STATUS).
     ``peers`` are the other registries to warm up from. ``bounds`` clamps hosts' declared
-    timing; ``guard`` is the ExpiryGuard to use. ``context`` is a zmq context to use (else the
-    server makes and terms its own).
+    timing; ``guard`` is the ExpiryGuard to use. ``context`` is a plain pyzmq context to use
+    (never a green one; else the server makes and terms its own).
     """
 
     def __init__(self, endpoint="127.0.0.1:0", bounds=None, clock=SYSTEM_CLOCK, runtime=None,
@@ -126,9 +128,8 @@ class RegistryServer:
         """Bind and start serving; raises EndpointInUse if an endpoint cannot be bound."""
         if self._task is not None:
             raise LifecycleError("a RegistryServer starts once")
-        zmq = self.runtime.zmq
         if self._context is None:
-            self._context = self.runtime.new_context()
+            self._context = zmq.Context()
         try:
             self._socket = self._bind(zmq.ROUTER, self._requested)
             self._bound = Endpoint(self._requested.host, self._port_of(self._socket))
@@ -149,13 +150,12 @@ class RegistryServer:
         self._wake_send = self._context.socket(zmq.PAIR)
         self._wake_send.setsockopt(zmq.LINGER, 0)
         self._wake_send.connect(address)
-        self._task = self.runtime.spawn(self._serve, name=f"rpcmm-registry-{self._bound.port}")
+        self._task = self.runtime.spawn_native(self._serve, name=f"rpcmm-registry-{self._bound.port}")
         LOG.info("registry serving on %s (live feed on port %d, epoch %x)%s", self._bound, self.feed_port,
                  self.epoch, f"; warming up from {', '.join(map(str, self.peers))}" if self.peers else "")
         return self
 
     def _bind(self, kind, endpoint):
-        zmq = self.runtime.zmq
         socket = self._context.socket(kind)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.SNDHWM, _HIGH_WATER_MARK)
@@ -171,7 +171,7 @@ class RegistryServer:
         return socket
 
     def _port_of(self, socket):
-        return int(socket.getsockopt_string(self.runtime.zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
+        return int(socket.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
 
     def stop(self, timeout=5.0):
         """Stop serving and release the sockets; idempotent. Hosts are not told: they go on
@@ -209,39 +209,36 @@ class RegistryServer:
     # -- the loop (runs in the background task, which owns the sockets and the state) ---------
 
     def _serve(self):
-        zmq = self.runtime.zmq
         socket, feed, wake = self._socket, self._feed, self._wake_recv
         clock = self.clock
         warmup = _PeerWarmup(self) if self._warming else None
         now = clock.monotonic()
         next_sweep, next_tick = now + self.sweep_interval, now
         try:
+            listening = [(socket, zmq.POLLIN), (feed, zmq.POLLIN), (wake, zmq.POLLIN)]
             while True:
-                poller = zmq.Poller()
-                poller.register(socket, zmq.POLLIN)
-                poller.register(feed, zmq.POLLIN)
-                poller.register(wake, zmq.POLLIN)
+                items = listening
                 wait = min(next_sweep, next_tick) - clock.monotonic()
                 if warmup is not None:
-                    warmup.register(poller, zmq)
+                    items = listening + warmup.poll_items()
                     wait = min(wait, warmup.deadline - clock.monotonic())
-                ready = dict(poller.poll(max(0.0, wait) * 1000))
+                ready = native_poll(items, wait)
                 if wake in ready:
                     return
                 if warmup is not None and not warmup.step(ready, clock.monotonic()):
                     warmup = None
                     self._warming = False
                 if socket in ready:
-                    self._drain(socket, zmq)
+                    self._drain(socket)
                 if feed in ready:
-                    self._subscriptions(feed, zmq)
+                    self._subscriptions(feed)
                 now = clock.monotonic()
                 if now >= next_sweep:
                     self._sweep(now)
                     next_sweep = now + self.sweep_interval
-                self._publish_changes(feed, zmq)
+                self._publish_changes(feed)
                 if now >= next_tick:
-                    self._publish(feed, zmq, protocol.TICK_KEY, self._tick(now))
+                    self._publish(feed, protocol.TICK_KEY, self._tick(now))
                     next_tick = now + self.tick_interval
         except Exception:
             LOG.exception("registry loop crashed; the registry on %s stops", self._bound)
@@ -259,7 +256,7 @@ class RegistryServer:
         heard = self.table.last_heard
         return 0.0 if heard is None else max(0.0, now - heard)
 
-    def _drain(self, socket, zmq):
+    def _drain(self, socket):
         for _ in range(_DRAIN_BATCH):
             try:
                 frames = socket.recv_multipart(zmq.NOBLOCK)
@@ -362,23 +359,23 @@ class RegistryServer:
 
     # -- the live feed -------------------------------------------------------------------------
 
-    def _publish(self, feed, zmq, key, message):
+    def _publish(self, feed, key, message):
         try:
             feed.send_multipart([key, protocol.encode(message)], zmq.NOBLOCK)
             self.stats.published += 1
         except zmq.Again:  # a subscriber's queue is full; it will see a gap and reload
             pass
 
-    def _publish_changes(self, feed, zmq):
+    def _publish_changes(self, feed):
         changes = self.table.drain_changes()
         if not changes:
             return
         hosts_for = self.table.hosts_for
         for topic, previous, version in changes:
-            self._publish(feed, zmq, protocol.topic_key(topic),
+            self._publish(feed, protocol.topic_key(topic),
                           protocol.Delta(self.epoch, version, previous, topic, hosts_for(topic)))
 
-    def _subscriptions(self, feed, zmq):
+    def _subscriptions(self, feed):
         """Answer each new subscription to a topic with that topic's snapshot (and to the tick
         with a tick): subscribing first and reading the state second is the Clone pattern's way
         of never missing a change in between."""
@@ -391,7 +388,7 @@ class RegistryServer:
                 continue  # an unsubscription, or noise
             key = event[1:]
             if key == protocol.TICK_KEY:
-                self._publish(feed, zmq, key, self._tick(self.clock.monotonic()))
+                self._publish(feed, key, self._tick(self.clock.monotonic()))
                 continue
             if not key.endswith(b"\x00"):
                 continue
@@ -400,14 +397,14 @@ class RegistryServer:
             except UnicodeDecodeError:
                 continue
             table = self.table
-            self._publish(feed, zmq, key, protocol.Snapshot(self.epoch, table.version(topic), topic,
+            self._publish(feed, key, protocol.Snapshot(self.epoch, table.version(topic), topic,
                                                             table.hosts_for(topic)))
 
 
 class _PeerWarmup:
     """Loads a starting registry's table from the first peer that answers LIST.
 
-    Driven by the server's loop: :meth:`register` adds its socket to the loop's poller and
+    Driven by the server's loop: :meth:`poll_items` says what the loop should wait on for it and
     :meth:`step` advances it; it tries each peer for ``peer_timeout`` seconds and skips peers
     that are warming themselves (two registries restarting together must not copy each other's
     empty tables).
@@ -422,27 +419,27 @@ class _PeerWarmup:
         self.request_id = random.getrandbits(32)
         self.deadline = server.clock.monotonic()
 
-    def register(self, poller, zmq):
-        if self.socket is not None:
-            poller.register(self.socket, zmq.POLLIN if self.sent else zmq.POLLOUT)
+    def poll_items(self):
+        if self.socket is None:
+            return []
+        return [(self.socket, zmq.POLLIN if self.sent else zmq.POLLOUT)]
 
     def step(self, ready, now):
         """Advance; return False once warm-up is over (loaded, or every peer tried)."""
-        zmq = self.server.runtime.zmq
         if self.socket is not None and self.socket in ready:
             if not self.sent:
                 self.socket.send(protocol.encode(protocol.ListHosts(self.request_id)), zmq.NOBLOCK)
                 self.sent = True
                 self.deadline = now + self.server.peer_timeout
                 return True
-            table = self._receive(zmq)
+            table = self._receive()
             if table is not None:
                 return self._load(table, now)
         if now < self.deadline and self.socket is not None:
             return True
         return self._next_peer(now)
 
-    def _receive(self, zmq):
+    def _receive(self):
         try:
             reply = protocol.decode(self.socket.recv(zmq.NOBLOCK))
         except (zmq.Again, ProtocolError):
@@ -469,7 +466,6 @@ class _PeerWarmup:
         if not self.queue:
             LOG.warning("no peer answered; starting from heartbeats alone")
             return False
-        zmq = self.server.runtime.zmq
         self.peer = self.queue.pop(0)
         self.socket = self.server._context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)

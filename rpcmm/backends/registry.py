@@ -64,7 +64,8 @@ class RegistryMatchmaker(Matchmaker):
             raise ConfigurationError(f"lookup_timeout must be positive, got {lookup_timeout!r}")
         self.seed = seed
         self.lookup_timeout = lookup_timeout
-        self.cache = LookupCache(cache_max_age, cache_max_entries, live_max_age, lock=self.runtime.lock())
+        # The live feed's native thread writes to the cache too: a lock both kinds of thread share.
+        self.cache = LookupCache(cache_max_age, cache_max_entries, live_max_age, lock=self.runtime.native_lock())
         self.live = live
         self.cache_file = cache_file
         self._context = context
@@ -84,7 +85,7 @@ class RegistryMatchmaker(Matchmaker):
                 LOG.info("loaded %d cached answers (%s old) from %s", len(answers),
                          "?" if age is None else f"{age:.0f}s", self.cache_file)
         if self.live or self.cache_file:
-            self._feed = LiveFeed(self.cache, self._client, self._context, self.runtime, self.clock,
+            self._feed = LiveFeed(self.cache, self.runtime, self.clock, timeout=self.lookup_timeout,
                                   cache_file=self.cache_file).start()
 
     def _make_client(self):
