@@ -28,8 +28,12 @@ LOG = logging.getLogger(__name__)
 
 #: Seconds to wait for one registry's answer before trying the next.
 DEFAULT_LOOKUP_TIMEOUT = 0.5
-#: Casts queued per registry while it is unreachable; older state is useless beyond that.
-_CAST_HIGH_WATER_MARK = 1000
+#: Casts queued per registry while it is unreachable: each heartbeat carries full state, so
+#: only the latest few matter, and a registry that comes back gets a few, not a backlog.
+_CAST_HIGH_WATER_MARK = 64
+#: Each socket reconnects to a registry that went away after a random 100-500 ms, so that
+#: thousands of hosts do not all reconnect and flush their queues in the same instant.
+_RECONNECT_MS = (100, 500)
 #: Milliseconds close() waits to flush queued casts (the final UNREGISTER) to live registries.
 _CAST_LINGER_MS = 500
 
@@ -73,6 +77,7 @@ class RegistryClient:
         else:
             socket.setsockopt(zmq.LINGER, _CAST_LINGER_MS)
             socket.setsockopt(zmq.SNDHWM, _CAST_HIGH_WATER_MARK)
+        socket.setsockopt(zmq.RECONNECT_IVL, random.randint(*_RECONNECT_MS))
         if endpoint.is_ipv6:
             socket.setsockopt(zmq.IPV6, 1)
         socket.connect(endpoint.zmq_address())

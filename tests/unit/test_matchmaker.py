@@ -158,3 +158,38 @@ def test_localhost_backend_answers_this_host_for_everything():
         assert mm.lookup(Anycast("anything")) == ("node-1",)
         assert mm.lookup(Directed("t", "node-1")) == ("node-1",)
         assert mm.lookup(Directed("t", "node-2")) == ()
+
+
+def test_heart_waits_are_jittered_below_the_interval():
+    waits = []
+
+    class RecordingEvent:
+        def wait(self, timeout):
+            waits.append(timeout)
+            return len(waits) >= 4
+
+        def set(self):
+            pass
+
+    class Runtime:
+        def event(self):
+            return RecordingEvent()
+
+        def spawn(self, fn, name):
+            fn()
+
+            class Done:
+                def join(self, timeout):
+                    pass
+
+                def is_alive(self):
+                    return False
+
+            return Done()
+
+    values = iter([0.0, 0.5, 1.0, 0.25])
+    heart = Heart(lambda: None, 10.0, Runtime(), jitter=0.2, rng=lambda: next(values))
+    heart.start()
+    assert waits == [10.0, 9.0, 8.0, 9.5]
+    with pytest.raises(ValueError):
+        Heart(lambda: None, 1.0, THREADING, jitter=1.0)
