@@ -34,6 +34,7 @@ _CAST_HIGH_WATER_MARK = 64
 #: Each socket reconnects to a registry that went away after a random 100-500 ms, so that
 #: thousands of hosts do not all reconnect and flush their queues in the same instant.
 _RECONNECT_MS = (100, 500)
+_NOT_CONNECTED = object()
 #: Milliseconds close() waits to flush queued casts (the final UNREGISTER) to live registries.
 _CAST_LINGER_MS = 500
 
@@ -149,20 +150,16 @@ class RegistryClient:
         return sockets
 
     def _call(self, make_request, reply_type, topic):
-        zmq = self.runtime.zmq
         with self._call_lock:
             sockets = self._require(self._call_sockets)
             count = len(sockets)
             order = [(self._preferred + i) % count for i in range(count)]
             unconnected, fallback = [], None
             for index in order:
-                request_id = next(self._request_ids)
-                try:
-                    sockets[index].send(protocol.encode(make_request(request_id)), zmq.NOBLOCK)
-                except zmq.Again:  # no live connection (ZMQ_IMMEDIATE): try the others first
+                reply = self._ask(sockets, index, make_request, reply_type)
+                if reply is _NOT_CONNECTED:  # try the connected registries first
                     unconnected.append(index)
                     continue
-                reply = self._await(sockets[index], request_id, reply_type, self.timeout)
                 if reply is None:
                     LOG.warning("registry %s did not answer within %gs; trying the next",
                                 self.endpoints[index], self.timeout)
@@ -206,13 +203,8 @@ class RegistryClient:
             ready = self.runtime.poll([(sockets[index], zmq.POLLOUT) for index in waiting], remaining)
             for index in [i for i in waiting if sockets[i] in ready]:
                 waiting.remove(index)
-                request_id = next(self._request_ids)
-                try:
-                    sockets[index].send(protocol.encode(make_request(request_id)), zmq.NOBLOCK)
-                except zmq.Again:
-                    continue
-                reply = self._await(sockets[index], request_id, reply_type, self.timeout)
-                if reply is None:
+                reply = self._ask(sockets, index, make_request, reply_type)
+                if reply is _NOT_CONNECTED or reply is None:
                     continue
                 if reply.state is protocol.State.UP:
                     self._preferred = index
@@ -220,6 +212,17 @@ class RegistryClient:
                 if fallback is None:
                     fallback = (reply, self.endpoints[index])
         return fallback
+
+    def _ask(self, sockets, index, make_request, reply_type):
+        """Ask registry ``index``: its reply, None if none came in time, or _NOT_CONNECTED if
+        it has no live connection (ZMQ_IMMEDIATE refuses the send at once)."""
+        zmq = self.runtime.zmq
+        request_id = next(self._request_ids)
+        try:
+            sockets[index].send(protocol.encode(make_request(request_id)), zmq.NOBLOCK)
+        except zmq.Again:
+            return _NOT_CONNECTED
+        return self._await(sockets[index], request_id, reply_type, self.timeout)
 
     def _await(self, socket, request_id, reply_type, timeout):
         """Wait up to ``timeout`` for the reply to ``request_id``; None on timeout.

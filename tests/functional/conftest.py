@@ -1,7 +1,12 @@
 import pytest
 
+from rpcmm.backends.registry import RegistryMatchmaker
 from rpcmm.seed import Seed
 from rpcmm.server import RegistryServer
+from rpcmm.timing import HeartbeatTiming
+
+#: Fast timing for tests that wait on real expiry: a heartbeat every 50 ms, gone after 300 ms.
+FAST = HeartbeatTiming(interval=0.05, ttl=0.3)
 
 pytestmark = pytest.mark.functional
 
@@ -28,3 +33,20 @@ def seed_for():
         return Seed.build(ring=ring or {}, registries=[s.endpoint for s in servers])
 
     return build
+
+
+@pytest.fixture
+def make_matchmaker():
+    """Start RegistryMatchmakers (FAST timing, 0.3 s lookup timeout); all stopped at the end."""
+    made = []
+
+    def make(seed, **kwargs):
+        kwargs.setdefault("timing", FAST)
+        kwargs.setdefault("lookup_timeout", 0.3)
+        matchmaker = RegistryMatchmaker(seed, **kwargs).start()
+        made.append(matchmaker)
+        return matchmaker
+
+    yield make
+    for matchmaker in made:
+        matchmaker.stop()

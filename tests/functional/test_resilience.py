@@ -15,19 +15,8 @@ FAST = HeartbeatTiming(interval=0.05, ttl=0.3)
 
 
 @pytest.fixture
-def matchmakers():
-    made = []
-
-    def make(seed, **kwargs):
-        kwargs.setdefault("timing", FAST)
-        kwargs.setdefault("lookup_timeout", 0.3)
-        mm = RegistryMatchmaker(seed, **kwargs).start()
-        made.append(mm)
-        return mm
-
-    yield make
-    for mm in made:
-        mm.stop()
+def matchmakers(make_matchmaker):
+    return make_matchmaker
 
 
 def test_a_change_reaches_a_subscribed_cache_within_milliseconds(start_server, seed_for, matchmakers):
