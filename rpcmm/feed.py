@@ -71,6 +71,8 @@ class LiveFeed:
         self._wake_send = None
         self._task = None
         self._request_ids = itertools.count(random.getrandbits(32))
+        self._following = {}  # topic -> endpoint last asked for (callers' side, for follow())
+        self._following_source = None
 
     def start(self):
         self._context = zmq.Context()
@@ -94,7 +96,13 @@ class LiveFeed:
         self._context.term()
 
     def follow(self, endpoint, topic):
-        """Keep ``topic`` current, from ``endpoint``'s feed (switching registries if needed)."""
+        """Keep ``topic`` current, from ``endpoint``'s feed (switching registries if needed).
+
+        Cheap when nothing changes: what was already asked for is not asked again."""
+        if self._following.get(topic) == endpoint and self._following_source == endpoint:
+            return
+        self._following[topic] = endpoint
+        self._following_source = endpoint
         self._command(("follow", endpoint, topic))
 
     def _command(self, command):
@@ -213,7 +221,6 @@ class LiveFeed:
                 return reply
 
     def _receive(self):
-        cache = self.cache
         for _ in range(1024):
             try:
                 frames = self._sub.recv_multipart(zmq.NOBLOCK)
@@ -226,34 +233,41 @@ class LiveFeed:
             except ProtocolError as exc:
                 LOG.debug("dropped a malformed feed message: %s", exc)
                 continue
-            now = self.clock.monotonic()
-            kind = type(message)
-            if kind is protocol.Delta:
-                if self.live_epoch != message.epoch:
-                    continue  # not trusted until this epoch's tick arrived
-                outcome = cache.apply_delta(message, now)
-                if outcome is Applied.APPLIED:
-                    self.stats["deltas"] += 1
-                elif outcome is Applied.GAP:
-                    self.stats["gaps"] += 1
-            elif kind is protocol.Snapshot:
-                if self.live_epoch == message.epoch:
-                    cache.apply_snapshot(message, now)
-                    self.stats["snapshots"] += 1
-            elif kind is protocol.Tick:
-                self.stats["ticks"] += 1
-                self._last_tick = now
-                self.tick_timeout = _MISSED_TICKS * message.interval
-                if message.epoch != self.live_epoch:
-                    if self.live_epoch is not None:
-                        LOG.info("registry %s restarted (new epoch); reloading cached answers", self._source)
-                    cache.demote(now, keep_epoch=message.epoch)
-                    self.live_epoch = message.epoch
-                    # Ask again for every topic's snapshot in the new epoch.
-                    for topic in self._topics:
-                        key = protocol.topic_key(topic)
-                        self._sub.setsockopt(zmq.UNSUBSCRIBE, key)
-                        self._sub.setsockopt(zmq.SUBSCRIBE, key)
+            try:
+                self._apply(message)
+            except Exception:  # a bug must cost one message, never the feed
+                LOG.exception("failed to apply a %s from the live feed", type(message).__name__)
+
+    def _apply(self, message):
+        cache = self.cache
+        now = self.clock.monotonic()
+        kind = type(message)
+        if kind is protocol.Delta:
+            if self.live_epoch != message.epoch:
+                return  # not trusted until this epoch's tick arrived
+            outcome = cache.apply_delta(message, now)
+            if outcome is Applied.APPLIED:
+                self.stats["deltas"] += 1
+            elif outcome is Applied.GAP:
+                self.stats["gaps"] += 1
+        elif kind is protocol.Snapshot:
+            if self.live_epoch == message.epoch:
+                cache.apply_snapshot(message, now)
+                self.stats["snapshots"] += 1
+        elif kind is protocol.Tick:
+            self.stats["ticks"] += 1
+            self._last_tick = now
+            self.tick_timeout = _MISSED_TICKS * message.interval
+            if message.epoch != self.live_epoch:
+                if self.live_epoch is not None:
+                    LOG.info("registry %s restarted (new epoch); reloading cached answers", self._source)
+                cache.demote(now, keep_epoch=message.epoch)
+                self.live_epoch = message.epoch
+                # Ask again for every topic's snapshot in the new epoch.
+                for topic in self._topics:
+                    key = protocol.topic_key(topic)
+                    self._sub.setsockopt(zmq.UNSUBSCRIBE, key)
+                    self._sub.setsockopt(zmq.SUBSCRIBE, key)
 
     def _check_liveness(self, now):
         if self._source is None:

@@ -272,7 +272,13 @@ class RegistryServer:
             except ProtocolError as exc:
                 self._drop(identity, str(exc))
                 continue
-            reply = self._handle(message, identity)
+            try:
+                reply = self._handle(message, identity)
+            except Exception:  # a bug must cost one message, never the registry
+                LOG.exception("registry %s: failed to handle a %s message; dropped it", self._bound,
+                              type(message).__name__)
+                self.stats.dropped += 1
+                continue
             if reply is not None:
                 try:
                     socket.send_multipart([identity, protocol.encode(reply)], zmq.NOBLOCK)

@@ -146,7 +146,14 @@ class RegistryTable:
         """The topics changed since the last call: a list of ``(topic, previous, version)``."""
         changed, self._changed = self._changed, {}
         versions = self._versions
-        return [(topic, previous, versions[topic]) for topic, previous in changed.items()]
+        changes = [(topic, previous, versions[topic]) for topic, previous in changed.items()]
+        # A topic left with no hosts forgets its version (it reads 0 again), so topics that come
+        # and go cannot grow the table without bound. Versions are drawn from one sequence, so
+        # a topic that comes back still gets a version above any it had.
+        for topic, _, _ in changes:
+            if topic not in self._by_topic:
+                del versions[topic]
+        return changes
 
     def hosts_for(self, topic):
         """The hosts serving ``topic``, in registration order, as a tuple (cached until a change)."""

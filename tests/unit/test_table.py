@@ -116,3 +116,13 @@ def test_a_peer_table_loads_with_its_ages_and_never_overrides_fresher_news(table
     assert table.load(rows, now=10.0) == 1
     assert table.hosts_for("mine") == ("h1",) and table.hosts_for("theirs") == ()
     assert table.expire(10.99) == [] and table.expire(11.0) == ["h2"]  # 2 s old + 3 s TTL
+
+
+def test_topics_that_empty_forget_their_version_but_versions_never_go_back(table):
+    table.heartbeat("h", ("gone",), 1.0, 3.0, now=0.0)
+    first = table.version("gone")
+    table.remove("h")
+    table.drain_changes()
+    assert table.version("gone") == 0 and "gone" not in table._versions
+    table.heartbeat("h", ("gone",), 1.0, 3.0, now=1.0)
+    assert table.version("gone") > first
