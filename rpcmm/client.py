@@ -31,9 +31,11 @@ DEFAULT_LOOKUP_TIMEOUT = 0.5
 #: Casts queued per registry while it is unreachable: each heartbeat carries full state, so
 #: only the latest few matter, and a registry that comes back gets a few, not a backlog.
 _CAST_HIGH_WATER_MARK = 64
-#: Each socket reconnects to a registry that went away after a random 100-500 ms, so that
-#: thousands of hosts do not all reconnect and flush their queues in the same instant.
-_RECONNECT_MS = (100, 500)
+#: Each socket retries a registry that went away every 100-300 ms (drawn once per socket), so
+#: thousands of hosts do not all reconnect and flush their queues in the same instant. An
+#: attempt may fail just before a restarted registry binds, so a host is back within two of
+#: these (0.6 s at most), inside the default heartbeat interval.
+_RECONNECT_MS = (100, 300)
 _NOT_CONNECTED = object()
 #: Milliseconds close() waits to flush queued casts (the final UNREGISTER) to live registries.
 _CAST_LINGER_MS = 500
