@@ -8,17 +8,24 @@ __all__ = ["matchmaker_for_seed"]
 
 
 def matchmaker_for_seed(seed, **kwargs):
-    """The matchmaker a seed asks for: the in-band registry if it lists registries, else the
-    static ring. ``seed`` is a :class:`~rpcmm.seed.Seed` or a path; ``kwargs`` go to the backend."""
+    """The matchmaker a seed asks for: the in-band registry if it lists registries, Redis if it
+    names a Redis URL, else the static ring. ``seed`` is a :class:`~rpcmm.seed.Seed` or a path;
+    ``kwargs`` go to the backend (options it has no use for are dropped)."""
     if not isinstance(seed, Seed):
         seed = load_seed(seed)
     if seed.registries:
         return RegistryMatchmaker(seed, **kwargs)
+    if seed.redis is not None:
+        from rpcmm.backends.redis import RedisMatchmaker
+
+        for name in _REGISTRY_ONLY_OPTIONS:
+            kwargs.pop(name, None)
+        return RedisMatchmaker(seed.redis, seed=seed, **kwargs)
     # Options about talking to registries mean nothing to a static ring.
     for name in _REGISTRY_OPTIONS:
         kwargs.pop(name, None)
     return StaticMatchmaker(seed, **kwargs)
 
 
-_REGISTRY_OPTIONS = ("lookup_timeout", "cache_max_age", "cache_max_entries", "context", "live",
-                     "live_max_age", "cache_file")
+_REGISTRY_ONLY_OPTIONS = ("context", "live", "live_max_age", "cache_file")
+_REGISTRY_OPTIONS = ("lookup_timeout", "cache_max_age", "cache_max_entries") + _REGISTRY_ONLY_OPTIONS

@@ -127,6 +127,7 @@ class Matchmaker(abc.ABC):
             topics = topics | {topic}
             self._registrations[host] = topics
         self._announce(host, topics)
+        self._own_registrations_changed(topic)
 
     def unregister(self, topic, host):
         """Withdraw ``host`` from ``topic`` at once; unknown pairs are ignored."""
@@ -146,6 +147,7 @@ class Matchmaker(abc.ABC):
             self._announce(host, topics)
         else:
             self._withdraw(host)
+        self._own_registrations_changed(topic)
 
     def registrations(self):
         """This matchmaker's own registrations: a dict of host -> frozenset of topics."""
@@ -240,3 +242,19 @@ class Matchmaker(abc.ABC):
 
     def _withdraw(self, host):
         """Remove ``host`` entirely now (unregister)."""
+
+    def _own_registrations_changed(self, topic):
+        """This process registered or unregistered a host for ``topic``: a backend that caches
+        answers makes sure its own next lookup of the topic reflects it."""
+
+    def _with_own_registrations(self, topic, hosts):
+        """``hosts`` corrected by what this process itself registered: its hosts that serve
+        ``topic`` are in, its hosts that no longer do are out. A backend whose registrations
+        travel as casts uses this so that a process sees its own changes at once, even before
+        the registry has handled them."""
+        registrations = self._registrations
+        if not registrations:
+            return hosts
+        kept = tuple(h for h in hosts if h not in registrations or topic in registrations[h])
+        added = tuple(h for h, topics in registrations.items() if topic in topics and h not in kept)
+        return kept + added

@@ -22,10 +22,13 @@ import types
 from rpcmm.addressing import Endpoint, validate_name
 from rpcmm.errors import ConfigurationError, SeedError
 
-__all__ = ["REGISTRY_KEY", "Seed", "load_seed", "parse_seed"]
+__all__ = ["REGISTRY_KEY", "REDIS_KEY", "Seed", "load_seed", "parse_seed"]
 
 #: The reserved key that lists registry servers.
 REGISTRY_KEY = "rpcmm-registry"
+#: The reserved key that selects the Redis backend instead: a ``redis://`` or
+#: ``redis+sentinel://`` URL (see :mod:`rpcmm.backends.redis_location`).
+REDIS_KEY = "rpcmm-redis"
 
 #: A seed file larger than this is refused before parsing: seeds are meant to be small.
 MAX_SEED_BYTES = 4 * 1024 * 1024
@@ -36,12 +39,14 @@ class Seed:
     """A validated seed: the static ring and the registry endpoints.
 
     ``ring`` maps each topic to a tuple of host names (read-only); ``registries`` is a tuple of
-    :class:`~rpcmm.addressing.Endpoint` in file order; ``source`` names where it came from.
+    :class:`~rpcmm.addressing.Endpoint` in file order; ``source`` names where it came from;
+    ``redis`` is the validated ``rpcmm-redis`` URL, or None.
     """
 
     ring: types.MappingProxyType
     registries: tuple
     source: str = "<string>"
+    redis: str | None = None
 
     @classmethod
     def build(cls, ring=None, registries=(), source="<memory>"):
@@ -57,6 +62,8 @@ class Seed:
     def to_json(self):
         """The seed as a JSON document (what :func:`parse_seed` reads back)."""
         document = {REGISTRY_KEY: [str(e) for e in self.registries]} if self.registries else {}
+        if self.redis is not None:
+            document[REDIS_KEY] = self.redis
         document.update({topic: list(hosts) for topic, hosts in self.ring.items()})
         return json.dumps(document, indent=2) + "\n"
 
@@ -91,16 +98,26 @@ def _validate(document, source):
         raise SeedError(source, f"must be a JSON object of topic -> [hosts], not a {_json_type(document)}")
     ring = {}
     registries = ()
+    redis = None
     for key, value in document.items():
         if key == REGISTRY_KEY:
             registries = _validate_registries(value, source)
+            continue
+        if key == REDIS_KEY:
+            from rpcmm.backends.redis_location import location_from_seed_value
+
+            location_from_seed_value(value, source)  # raises SeedError if malformed
+            redis = value
             continue
         try:
             validate_name("topic", key)
         except ConfigurationError as exc:
             raise SeedError(source, str(exc), key=key) from None
         ring[key] = _validate_hosts(key, value, source)
-    return Seed(ring=types.MappingProxyType(ring), registries=registries, source=source)
+    if registries and redis is not None:
+        raise SeedError(source, f"names both {REGISTRY_KEY!r} and {REDIS_KEY!r}; a seed selects one backend",
+                        key=REDIS_KEY)
+    return Seed(ring=types.MappingProxyType(ring), registries=registries, source=source, redis=redis)
 
 
 def _validate_hosts(key, value, source):

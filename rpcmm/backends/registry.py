@@ -119,6 +119,9 @@ class RegistryMatchmaker(Matchmaker):
     def _withdraw(self, host):
         self._client.cast(protocol.Unregister((host,)))
 
+    def _own_registrations_changed(self, topic):
+        self.cache.invalidate(topic)
+
     # -- lookups -----------------------------------------------------------------------------
 
     def _resolve(self, topic):
@@ -139,7 +142,7 @@ class RegistryMatchmaker(Matchmaker):
             if static:
                 return static
             raise
-        registered = answer.hosts
+        registered = self._with_own_registrations(topic, answer.hosts)
         hosts = static + tuple(h for h in registered if h not in static) if static else registered
         feed = self._feed
         healthy = answer.state is protocol.State.UP

@@ -81,3 +81,19 @@ def test_to_json_round_trips():
 def test_build_validates_like_a_file():
     with pytest.raises(SeedError):
         Seed.build(ring={"t": ["bad host"]})
+
+
+def test_a_seed_may_select_redis_instead_of_registries():
+    seed = parse_seed('{"rpcmm-redis": "redis://127.0.0.1:6379/0", "t": ["h"]}')
+    assert seed.redis == "redis://127.0.0.1:6379/0" and seed.registries == ()
+    assert parse_seed(seed.to_json()).redis == seed.redis
+
+
+@pytest.mark.parametrize("text, reason", [
+    ('{"rpcmm-redis": 5}', "rpcmm-redis"),
+    ('{"rpcmm-redis": "http://x"}', "rpcmm-redis"),
+    ('{"rpcmm-redis": "redis://h:1", "rpcmm-registry": ["h:2"]}', "selects one backend"),
+])
+def test_bad_redis_selections(text, reason):
+    with pytest.raises(SeedError, match=reason):
+        parse_seed(text)

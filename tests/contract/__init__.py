@@ -1,0 +1,1 @@
+"""The matchmaker contract suite: the same tests against every backend."""
