@@ -61,6 +61,12 @@ def _parser():
         sub.add_argument("--timeout", type=_positive, default=0.5, metavar="S",
                          help="seconds to wait for each registry (default: 0.5)")
 
+    def client_key_options(sub):
+        sub.add_argument("--secret-key", metavar="FILE",
+                         help="this client's secret certificate (NAME.key_secret): talk to registries over CURVE")
+        sub.add_argument("--server-key", metavar="FILE",
+                         help="the registries' public certificate (NAME.key); with --secret-key")
+
     sub = command("registry", _registry, "Serve a registry in the foreground until SIGINT or SIGTERM.",
                   log_level="info")
     seed_option(sub)
@@ -76,6 +82,12 @@ def _parser():
                      help="TCP port of the live feed (default: any free port; clients ask for it)")
     sub.add_argument("--no-warmup", action="store_true",
                      help="do not load the table from the seed's other registries at start")
+    sub.add_argument("--secret-key", metavar="FILE",
+                     help="this registry's secret certificate (NAME.key_secret): serve over CURVE")
+    sub.add_argument("--authorized-keys", metavar="DIR",
+                     help="directory of the client public keys (*.key) admitted; with --secret-key")
+    sub.add_argument("--policy", metavar="FILE",
+                     help="topic authorization policy (JSON; see doc/security.rst); needs keys")
 
     sub = command("register", _register,
                   "Register a host for topics and heartbeat until SIGINT or SIGTERM, then unregister.")
@@ -85,23 +97,36 @@ def _parser():
                      help="seconds between heartbeats (default: 1)")
     sub.add_argument("--ttl", type=_positive, default=None, metavar="S",
                      help="seconds the registries keep the host after its last heartbeat (default: 3)")
+    client_key_options(sub)
     sub.add_argument("topics", nargs="+", metavar="TOPIC")
 
     sub = command("lookup", _lookup, "Print the live hosts serving a topic.")
     seed_option(sub)
     timeout_option(sub)
     sub.add_argument("--json", action="store_true", help="print a JSON array of host names")
+    client_key_options(sub)
     sub.add_argument("topic", metavar="TOPIC")
 
     sub = command("hosts", _hosts, "Print a registry's table of hosts.")
     seed_option(sub)
     timeout_option(sub)
     sub.add_argument("--json", action="store_true", help="print the table as JSON")
+    client_key_options(sub)
 
     sub = command("status", _status, "Print every registry's state, size, epoch and peer sync.")
     seed_option(sub)
     timeout_option(sub)
     sub.add_argument("--json", action="store_true", help="print the status as JSON")
+    client_key_options(sub)
+
+    keys = commands.add_parser("keys", help="Manage CURVE key pairs.", description="Manage CURVE key pairs.")
+    keys.set_defaults(command="keys", run=lambda args: keys.print_help(sys.stderr) or 2, log_level="warning")
+    key_commands = keys.add_subparsers(title="commands", metavar="COMMAND")
+    sub = key_commands.add_parser("generate", help="Write DIR/NAME.key (public) and DIR/NAME.key_secret.",
+                                  description="Write DIR/NAME.key (public) and DIR/NAME.key_secret (mode 0600).")
+    sub.set_defaults(command="keys generate", run=_keys_generate, log_level="warning")
+    sub.add_argument("directory", metavar="DIR")
+    sub.add_argument("name", metavar="NAME")
 
     sub = command("check-seed", _check_seed, "Validate a seed file and summarise it.")
     sub.add_argument("seed", metavar="FILE")
@@ -131,6 +156,31 @@ def _port(text):
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
     return value
+
+
+def _client_curve(args):
+    """The loaded CURVE client config from --secret-key/--server-key, or None for neither."""
+    from rpcmm.errors import ConfigurationError
+    from rpcmm.security import CurveClientConfig
+
+    if bool(args.secret_key) != bool(args.server_key):
+        raise ConfigurationError("--secret-key and --server-key go together")
+    return CurveClientConfig(args.secret_key, args.server_key).load() if args.secret_key else None
+
+
+def _server_security(args):
+    """``(curve, policy)`` from --secret-key/--authorized-keys/--policy (None for what is absent)."""
+    from rpcmm.errors import ConfigurationError
+    from rpcmm.policy import TopicPolicy
+    from rpcmm.security import CurveServerConfig
+
+    if bool(args.secret_key) != bool(args.authorized_keys):
+        raise ConfigurationError("--secret-key and --authorized-keys go together")
+    if args.policy and not args.secret_key:
+        raise ConfigurationError("--policy needs --secret-key and --authorized-keys: without keys nobody is known")
+    curve = CurveServerConfig(args.secret_key, args.authorized_keys).load() if args.secret_key else None
+    policy = TopicPolicy.load(args.policy, authorized_keys_dir=args.authorized_keys) if args.policy else None
+    return curve, policy
 
 
 class _ShutdownSignals:
@@ -180,6 +230,7 @@ def _registry(args):
         kwargs["tick_interval"] = args.tick_interval
     # Every other registry in the seed is a peer to warm up from.
     peers = [] if args.no_warmup else [e for e in seed.registries if e != endpoint]
+    kwargs["curve"], kwargs["policy"] = _server_security(args)
     with _ShutdownSignals() as signals:
         server = RegistryServer(bind, peers=peers, **kwargs)
         server.start()
@@ -198,7 +249,8 @@ def _register(args):
 
     interval = args.interval or DEFAULT_INTERVAL
     ttl = args.ttl or max(DEFAULT_TTL, 3 * interval)
-    matchmaker = matchmaker_for_seed(args.seed, timing=HeartbeatTiming(interval, ttl), live=False)
+    matchmaker = matchmaker_for_seed(args.seed, timing=HeartbeatTiming(interval, ttl), live=False,
+                                     curve=_client_curve(args))
     with _ShutdownSignals() as signals, matchmaker:
         for topic in args.topics:
             matchmaker.register(topic, args.host)
@@ -213,7 +265,8 @@ def _lookup(args):
     from rpcmm.factory import matchmaker_for_seed
 
     validate_name("topic", args.topic)
-    with matchmaker_for_seed(args.seed, lookup_timeout=args.timeout, live=False) as matchmaker:
+    with matchmaker_for_seed(args.seed, lookup_timeout=args.timeout, live=False,
+                             curve=_client_curve(args)) as matchmaker:
         hosts = matchmaker.hosts(args.topic)
     if args.json:
         print(json.dumps(list(hosts)))
@@ -228,7 +281,7 @@ def _hosts(args):
     from rpcmm.seed import load_seed
 
     seed = load_seed(args.seed)
-    with RegistryMatchmaker(seed, lookup_timeout=args.timeout, live=False) as matchmaker:
+    with RegistryMatchmaker(seed, lookup_timeout=args.timeout, live=False, curve=_client_curve(args)) as matchmaker:
         rows, endpoint = matchmaker.table()
     if args.json:
         print(json.dumps({
@@ -254,7 +307,7 @@ def _status(args):
     from rpcmm.seed import load_seed
 
     seed = load_seed(args.seed)
-    with RegistryMatchmaker(seed, lookup_timeout=args.timeout, live=False) as matchmaker:
+    with RegistryMatchmaker(seed, lookup_timeout=args.timeout, live=False, curve=_client_curve(args)) as matchmaker:
         answers = matchmaker.status()
     most = max((h.hosts for _, h in answers if h is not None), default=0)
     registries = []
@@ -287,6 +340,13 @@ def _status(args):
             print(f"{r['registry']:<22} {r['state']:<11} {r['hosts']:>6} {r['behind']:>6} {r['epoch']:>16} "
                   f"{r['seq']:>8}  {sync}")
     return 0 if any(r["state"] != "unreachable" for r in registries) else 1
+
+
+def _keys_generate(args):
+    from rpcmm.security import keys_generate_command
+
+    print(keys_generate_command(args.directory, args.name))
+    return 0
 
 
 def _check_seed(args):

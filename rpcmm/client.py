@@ -21,6 +21,7 @@ import time
 from rpcmm import protocol
 from rpcmm.errors import LifecycleError, ProtocolError, RegistryUnavailable
 from rpcmm.runtime import default_runtime
+from rpcmm.security import secure_client_socket
 
 __all__ = ["RegistryClient", "DEFAULT_LOOKUP_TIMEOUT"]
 
@@ -44,12 +45,14 @@ _CAST_LINGER_MS = 500
 class RegistryClient:
     """Talks to the registries at ``endpoints`` (Endpoint objects, in seed order).
 
-    ``context`` is the zmq context to use; the client never terms it. Lifecycle:
+    ``context`` is the zmq context to use; the client never terms it. ``curve`` (a
+    :class:`~rpcmm.security.LoadedCurveClientConfig`) makes every socket a CURVE client of the
+    registries' public key. Lifecycle:
     :meth:`start` connects (no blocking: zmq connects in the background), :meth:`close`
     closes every socket without lingering.
     """
 
-    def __init__(self, endpoints, context, runtime=None, timeout=DEFAULT_LOOKUP_TIMEOUT):
+    def __init__(self, endpoints, context, runtime=None, timeout=DEFAULT_LOOKUP_TIMEOUT, curve=None):
         if not endpoints:
             raise ValueError("a RegistryClient needs at least one registry endpoint")
         if not timeout > 0:
@@ -57,6 +60,7 @@ class RegistryClient:
         self.endpoints = tuple(endpoints)
         self.timeout = timeout
         self.runtime = runtime if runtime is not None else default_runtime()
+        self.curve = curve
         self._context = context
         self._cast_lock = self.runtime.lock()
         self._call_lock = self.runtime.lock()
@@ -81,6 +85,8 @@ class RegistryClient:
             socket.setsockopt(zmq.LINGER, _CAST_LINGER_MS)
             socket.setsockopt(zmq.SNDHWM, _CAST_HIGH_WATER_MARK)
         socket.setsockopt(zmq.RECONNECT_IVL, random.randint(*_RECONNECT_MS))
+        if self.curve is not None:
+            secure_client_socket(socket, self.curve)
         if endpoint.is_ipv6:
             socket.setsockopt(zmq.IPV6, 1)
         socket.connect(endpoint.zmq_address())

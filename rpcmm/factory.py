@@ -2,6 +2,7 @@
 
 from rpcmm.backends.registry import RegistryMatchmaker
 from rpcmm.backends.static import StaticMatchmaker
+from rpcmm.errors import ConfigurationError
 from rpcmm.seed import Seed, load_seed
 
 __all__ = ["matchmaker_for_seed"]
@@ -18,6 +19,9 @@ def matchmaker_for_seed(seed, **kwargs):
     if seed.redis is not None:
         from rpcmm.backends.redis import RedisMatchmaker
 
+        if kwargs.get("curve") is not None:
+            raise ConfigurationError(
+                f"{seed.source} selects Redis: CURVE keys secure rpcmm registries; secure Redis with its own TLS and ACLs")
         for name in _REGISTRY_ONLY_OPTIONS:
             kwargs.pop(name, None)
         return RedisMatchmaker(seed.redis, seed=seed, **kwargs)
@@ -27,5 +31,5 @@ def matchmaker_for_seed(seed, **kwargs):
     return StaticMatchmaker(seed, **kwargs)
 
 
-_REGISTRY_ONLY_OPTIONS = ("context", "live", "live_max_age", "cache_file")
+_REGISTRY_ONLY_OPTIONS = ("context", "live", "live_max_age", "cache_file", "curve")
 _REGISTRY_OPTIONS = ("lookup_timeout", "cache_max_age", "cache_max_entries") + _REGISTRY_ONLY_OPTIONS

@@ -34,6 +34,7 @@ from rpcmm.cache import Applied
 from rpcmm.cachefile import save_cache
 from rpcmm.errors import ProtocolError
 from rpcmm.runtime import native_poll
+from rpcmm.security import secure_client_socket
 from rpcmm.server import DEFAULT_TICK_INTERVAL
 
 __all__ = ["LiveFeed"]
@@ -51,11 +52,13 @@ class LiveFeed:
 
     ``live_epoch`` is the epoch of the registry whose ticks are arriving (None while the feed is
     not live); a lookup answer of that epoch may be cached for the cache's ``live_max_age``.
-    ``timeout`` bounds the STATUS call that finds a registry's feed port.
+    ``timeout`` bounds the STATUS call that finds a registry's feed port; ``curve`` secures the
+    feed's sockets as :class:`~rpcmm.client.RegistryClient`'s.
     """
 
-    def __init__(self, cache, runtime, clock, timeout=0.5, cache_file=None, save_interval=5.0):
+    def __init__(self, cache, runtime, clock, timeout=0.5, cache_file=None, save_interval=5.0, curve=None):
         self.cache = cache
+        self.curve = curve
         self.timeout = timeout
         self.runtime = runtime
         self.clock = clock
@@ -187,6 +190,8 @@ class LiveFeed:
         sub = self._context.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+        if self.curve is not None:
+            secure_client_socket(sub, self.curve)
         if endpoint.is_ipv6:
             sub.setsockopt(zmq.IPV6, 1)
         sub.setsockopt(zmq.SUBSCRIBE, protocol.TICK_KEY)
@@ -203,6 +208,8 @@ class LiveFeed:
             self._status_socket.close()
         socket = self._status_socket = self._context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None:
+            secure_client_socket(socket, self.curve)
         if endpoint.is_ipv6:
             socket.setsockopt(zmq.IPV6, 1)
         socket.connect(endpoint.zmq_address())

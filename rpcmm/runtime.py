@@ -64,6 +64,11 @@ class Runtime:
         """A lock that native threads and the application's threads may share (held briefly)."""
         return threading.Lock()
 
+    def native(self):
+        """A runtime whose ``spawn`` starts native threads and whose zmq is plain pyzmq: for
+        helpers (such as the ZAP handler) that serve a background loop's plain context."""
+        return self
+
     def new_context(self):
         """A new zmq context of this runtime's binding; the caller owns and terms it."""
         return self.zmq.Context()
@@ -94,6 +99,14 @@ class _EventletRuntime(Runtime):
 
     def native_lock(self):
         return self._thread.allocate_lock()
+
+    def native(self):
+        native = Runtime("native", plain_zmq)
+        native.spawn = self.spawn_native
+        native.lock = self.native_lock
+        native.spawn_native = self.spawn_native
+        native.native_lock = self.native_lock
+        return native
 
     def poll(self, items, timeout):
         zmq = self.zmq

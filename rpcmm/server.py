@@ -18,6 +18,13 @@ what it has, marked WARMING, and clients prefer another registry. Expiry goes th
 and a :class:`~rpcmm.suspicion.SuspicionBoard`, which drops hosts that clients report and that
 then miss a heartbeat.
 
+With ``curve`` (a :class:`~rpcmm.security.LoadedCurveServerConfig`), both sockets are CURVE
+servers and only the authorized client keys get in (the server runs the ZAP handler of its
+own context); ``policy`` (a :class:`~rpcmm.policy.TopicPolicy`) then says which key may
+register which hosts and topics, and SUSPECT reports count per key. ``limiter`` (a
+:class:`~rpcmm.limits.PeerRateLimiter`) caps what each peer (its key, else its connection)
+may send, so one noisy peer cannot starve the others. See ``doc/security.rst``.
+
 Nothing happens in the constructor. One background loop, on a native thread with plain pyzmq
 (see :mod:`rpcmm.runtime`), owns the sockets, the table and every piece of state; the public
 methods only signal it (:attr:`stats` and :attr:`state` may be read from any thread). A malformed or hostile message is logged (rate-limited) and dropped; it never
@@ -33,10 +40,19 @@ from rpcmm import protocol
 from rpcmm.addressing import Endpoint
 from rpcmm.clock import SYSTEM_CLOCK
 from rpcmm.errors import EndpointInUse, LifecycleError, ProtocolError
+from rpcmm.limits import PeerRateLimiter
 from rpcmm.logutil import RateLimitedLogger
+from rpcmm.policy import TopicPolicy
 from rpcmm.preservation import ExpiryGuard
 from rpcmm.protocol import State
 from rpcmm.runtime import default_runtime, native_poll
+from rpcmm.security import (
+    CurveAuthenticator,
+    LoadedCurveClientConfig,
+    peer_key,
+    secure_client_socket,
+    secure_server_socket,
+)
 from rpcmm.suspicion import SuspicionBoard
 from rpcmm.table import Change, RegistryTable
 from rpcmm.timing import DEFAULT_SWEEP_INTERVAL
@@ -59,7 +75,7 @@ class ServerStats:
     """Counters a server keeps; read them from any thread (they are plain ints)."""
 
     __slots__ = ("received", "dropped", "heartbeats", "lookups", "lists", "expired", "joined", "left",
-                 "published", "suspected", "dropped_suspects", "synced_hosts")
+                 "published", "suspected", "dropped_suspects", "synced_hosts", "refused", "rate_limited")
 
     def __init__(self):
         for name in self.__slots__:
@@ -77,12 +93,16 @@ class RegistryServer:
     feed's port on the same host (0: any free port; clients learn it through STATUS).
     ``peers`` are the other registries to warm up from. ``bounds`` clamps hosts' declared
     timing; ``guard`` is the ExpiryGuard to use. ``context`` is a plain pyzmq context to use
-    (never a green one; else the server makes and terms its own).
+    (never a green one; else the server makes and terms its own; with ``curve`` and a shared
+    context, the context's owner runs its one ZAP handler). ``curve``, ``policy`` and
+    ``limiter`` are described in the module docstring; ``peer_server_key`` is the public key of
+    the peers to warm up from (default: this server's own, for registries sharing one key pair).
     """
 
     def __init__(self, endpoint="127.0.0.1:0", bounds=None, clock=SYSTEM_CLOCK, runtime=None,
                  context=None, sweep_interval=DEFAULT_SWEEP_INTERVAL, peers=(), feed_port=0,
-                 tick_interval=DEFAULT_TICK_INTERVAL, peer_timeout=DEFAULT_PEER_TIMEOUT, guard=None):
+                 tick_interval=DEFAULT_TICK_INTERVAL, peer_timeout=DEFAULT_PEER_TIMEOUT, guard=None,
+                 curve=None, policy=None, limiter=None, peer_server_key=None):
         self._requested = endpoint if isinstance(endpoint, Endpoint) else Endpoint.parse(endpoint)
         self.table = RegistryTable(bounds)
         self.clock = clock
@@ -94,6 +114,12 @@ class RegistryServer:
         self.feed_port = feed_port
         self.guard = guard if guard is not None else ExpiryGuard()
         self.suspicion = SuspicionBoard()
+        self.curve = curve
+        self.policy = policy if policy is not None else TopicPolicy.allow_all()
+        self.limiter = limiter if limiter is not None else PeerRateLimiter()
+        self._peer_curve = None if curve is None else LoadedCurveClientConfig(
+            curve.public_key, curve.secret_key, peer_server_key or curve.public_key)
+        self._authenticator = None
         self.stats = ServerStats()
         self.epoch = None
         self.synced_from = ""
@@ -131,6 +157,10 @@ class RegistryServer:
         if self._context is None:
             self._context = zmq.Context()
         try:
+            if self.curve is not None and self._owns_context:
+                # ZAP is per context: the handler must answer before the first handshake.
+                self._authenticator = CurveAuthenticator(
+                    self._context, self.curve.authorized_keys, runtime=self.runtime.native()).start()
             self._socket = self._bind(zmq.ROUTER, self._requested)
             self._bound = Endpoint(self._requested.host, self._port_of(self._socket))
             self._feed = self._bind(zmq.XPUB, Endpoint(self._requested.host, self.feed_port))
@@ -138,6 +168,7 @@ class RegistryServer:
             self.feed_port = self._port_of(self._feed)
         except BaseException:
             self._close_sockets()
+            self._stop_authenticator()
             self._release_context()
             raise
         self.epoch = random.getrandbits(62) + 1
@@ -163,6 +194,8 @@ class RegistryServer:
         socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
         if endpoint.is_ipv6:
             socket.setsockopt(zmq.IPV6, 1)
+        if self.curve is not None:
+            secure_server_socket(socket, self.curve)
         try:
             socket.bind(endpoint.zmq_address())
         except zmq.ZMQError as exc:
@@ -187,6 +220,7 @@ class RegistryServer:
             LOG.error("registry loop did not stop within %gs", timeout)
         self._wake_send.close()
         self._task = None
+        self._stop_authenticator()
         self._release_context()
         LOG.info("registry on %s stopped", self._bound)
 
@@ -200,6 +234,11 @@ class RegistryServer:
         for socket in (self._socket, self._feed, self._wake_recv):
             if socket is not None:
                 socket.close()
+
+    def _stop_authenticator(self):
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
 
     def _release_context(self):
         if self._owns_context and self._context is not None:
@@ -257,9 +296,19 @@ class RegistryServer:
         return 0.0 if heard is None else max(0.0, now - heard)
 
     def _drain(self, socket):
+        secured = self.curve is not None
+        allow = self.limiter.allow
+        now = self.clock.monotonic()
         for _ in range(_DRAIN_BATCH):
             try:
-                frames = socket.recv_multipart(zmq.NOBLOCK)
+                if secured:
+                    # Frames, not bytes: the message's frame carries its sender's CURVE key.
+                    parts = socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                    key = peer_key(parts[-1])
+                    frames = [part.bytes for part in parts]
+                else:
+                    frames = socket.recv_multipart(zmq.NOBLOCK)
+                    key = None
             except zmq.Again:
                 return
             self.stats.received += 1
@@ -267,13 +316,21 @@ class RegistryServer:
                 self._drop(frames[0] if frames else b"", f"expected 2 frames, got {len(frames)}")
                 continue
             identity, frame = frames
+            if not allow(key or identity, now):
+                self.stats.rate_limited += 1
+                self._drop(identity, f"over its rate limit (key {key})")
+                continue
             try:
                 message = protocol.decode(frame)
             except ProtocolError as exc:
                 self._drop(identity, str(exc))
                 continue
+            except Exception:  # MemoryError and the like: one message, never the registry
+                LOG.exception("registry %s: decoding a message failed; dropped it", self._bound)
+                self.stats.dropped += 1
+                continue
             try:
-                reply = self._handle(message, identity)
+                reply = self._handle(message, identity, key)
             except Exception:  # a bug must cost one message, never the registry
                 LOG.exception("registry %s: failed to handle a %s message; dropped it", self._bound,
                               type(message).__name__)
@@ -285,14 +342,24 @@ class RegistryServer:
                 except zmq.Again:
                     self._drop(identity, "reply queue full; reply dropped")
 
-    def _handle(self, message, identity):
+    def _handle(self, message, identity, key=None):
+        """Apply one message from ``identity`` (its routing id) with CURVE ``key`` (or None)."""
         kind = type(message)
         now = self.clock.monotonic()
         table = self.table
         if kind is protocol.Heartbeat:
             self.stats.heartbeats += 1
             suspicion = self.suspicion
+            check = self.policy.check_heartbeat
             for state in message.states:
+                verdict = check(key, state.host, state.topics)
+                if not verdict.allowed:
+                    # Refused per record: one rogue record costs only itself.
+                    self.stats.refused += 1
+                    self._drops.log("registry %s: refused key %s: host %s%s", self._bound, key, state.host,
+                                    " (not its host)" if verdict.host_refused else
+                                    f" for topics {', '.join(verdict.refused_topics)}")
+                    continue
                 change = table.heartbeat(state.host, state.topics, state.interval, state.ttl, now)
                 suspicion.heard_from(state.host, now)
                 if change is Change.REFRESHED:
@@ -313,6 +380,10 @@ class RegistryServer:
                                   self.state, self._data_age(now))
         if kind is protocol.Unregister:
             for host in message.hosts:
+                if not self.policy.may_unregister(key, host):
+                    self.stats.refused += 1
+                    self._drops.log("registry %s: refused key %s: unregister host %s", self._bound, key, host)
+                    continue
                 if table.remove(host):
                     self.suspicion.forget(host)
                     self.stats.left += 1
@@ -323,7 +394,8 @@ class RegistryServer:
                 if host not in table:
                     continue
                 self.stats.suspected += 1
-                if self.suspicion.report(host, identity, now):
+                # Under CURVE a reporter is its key: opening more connections makes no second reporter.
+                if self.suspicion.report(host, key or identity, now):
                     self._drop_suspect(host, "a second client could not reach it either")
                 else:
                     LOG.info("host %s suspected: a client could not reach it", host)
@@ -476,6 +548,8 @@ class _PeerWarmup:
         self.socket = self.server._context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.IMMEDIATE, 1)
+        if self.server._peer_curve is not None:
+            secure_client_socket(self.socket, self.server._peer_curve)
         if self.peer.is_ipv6:
             self.socket.setsockopt(zmq.IPV6, 1)
         self.socket.connect(self.peer.zmq_address())

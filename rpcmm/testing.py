@@ -142,9 +142,9 @@ def start_registry(seed_path, endpoint="127.0.0.1:0", extra_args=(), **kwargs):
     return process
 
 
-def start_register(seed_path, host, topics, interval=None, ttl=None, **kwargs):
-    """Start ``rpcmm register`` for ``host`` and wait until it has registered."""
-    args = ["register", "--seed", str(seed_path), "--host", host]
+def start_register(seed_path, host, topics, interval=None, ttl=None, extra=(), **kwargs):
+    """Start ``rpcmm register`` for ``host`` (``extra``: more options) and wait until it has registered."""
+    args = ["register", "--seed", str(seed_path), "--host", host, *extra]
     if interval is not None:
         args += ["--interval", str(interval)]
     if ttl is not None:

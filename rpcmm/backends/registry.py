@@ -44,8 +44,9 @@ class RegistryMatchmaker(Matchmaker):
 
     ``timing`` (a :class:`~rpcmm.timing.HeartbeatTiming`) is what this process declares for
     its hosts. ``lookup_timeout`` is per registry, in seconds. ``live`` subscribes to live feeds;
-    ``cache_file`` keeps a last-known-good copy of the cache on disk. ``context`` is a zmq
-    context to share (else the matchmaker makes and terms its own).
+    ``cache_file`` keeps a last-known-good copy of the cache on disk. ``curve`` (a
+    :class:`~rpcmm.security.LoadedCurveClientConfig`) talks to the registries over CURVE.
+    ``context`` is a zmq context to share (else the matchmaker makes and terms its own).
     """
 
     capabilities = frozenset({
@@ -54,7 +55,8 @@ class RegistryMatchmaker(Matchmaker):
 
     def __init__(self, seed, timing=None, lookup_timeout=DEFAULT_LOOKUP_TIMEOUT,
                  cache_max_age=DEFAULT_CACHE_MAX_AGE, cache_max_entries=DEFAULT_CACHE_MAX_ENTRIES,
-                 live=True, live_max_age=DEFAULT_LIVE_MAX_AGE, cache_file=None, context=None, **kwargs):
+                 live=True, live_max_age=DEFAULT_LIVE_MAX_AGE, cache_file=None, context=None, curve=None,
+                 **kwargs):
         super().__init__(timing=timing, **kwargs)
         if not seed.registries:
             raise ConfigurationError(
@@ -68,6 +70,7 @@ class RegistryMatchmaker(Matchmaker):
         self.cache = LookupCache(cache_max_age, cache_max_entries, live_max_age, lock=self.runtime.native_lock())
         self.live = live
         self.cache_file = cache_file
+        self.curve = curve
         self._context = context
         self._owns_context = context is None
         self._client = None
@@ -86,10 +89,11 @@ class RegistryMatchmaker(Matchmaker):
                          "?" if age is None else f"{age:.0f}s", self.cache_file)
         if self.live or self.cache_file:
             self._feed = LiveFeed(self.cache, self.runtime, self.clock, timeout=self.lookup_timeout,
-                                  cache_file=self.cache_file).start()
+                                  cache_file=self.cache_file, curve=self.curve).start()
 
     def _make_client(self):
-        return RegistryClient(self.seed.registries, self._context, self.runtime, self.lookup_timeout).start()
+        return RegistryClient(self.seed.registries, self._context, self.runtime, self.lookup_timeout,
+                              curve=self.curve).start()
 
     def _close(self):
         feed, self._feed = self._feed, None

@@ -1,0 +1,245 @@
+"""Topic authorization: which authenticated client keys may register which hosts and topics.
+
+CurveZMQ (:mod:`rpcmm.security`) says *who* a peer is; a :class:`TopicPolicy` says what that
+peer may claim. Without one, any admitted key could register any host for any topic and so
+receive that topic's RPCs. A policy file is JSON::
+
+    {
+      "keys": {
+        "rJ6e1.OY&XSKg*!9yC]mw(zPc8AWfBe0-%Y&<mRS": {"topics": ["compute", "compute.*"],
+                                                     "hosts": ["compute-*"]},
+        "scheduler": {"topics": ["scheduler"], "hosts": ["sched-?"]}
+      },
+      "default": {"topics": [], "hosts": []}
+    }
+
+- A key under ``"keys"`` is either a 40-character Z85 public key, or the NAME of a
+  ``NAME.key`` certificate in the authorized-keys directory given to :meth:`TopicPolicy.load`
+  (friendlier, and renaming nothing when a key is rotated: replace the file, keep the name).
+  A name whose ``.key`` file exists wins over reading it as Z85. Any other string is an error.
+- ``topics`` and ``hosts`` are lists of shell-style patterns (:mod:`fnmatch`, case-sensitive):
+  ``*`` any run of characters (dots included), ``?`` one character, ``[abc]`` a set.
+- A key may register (heartbeat) host H for topic T only if H matches one of its ``hosts``
+  patterns and T one of its ``topics`` patterns; it may unregister H only if H matches. A key
+  not listed, and an unauthenticated peer (key None), gets ``"default"``; a file without
+  ``"default"`` denies them everything.
+- Lookups are not governed here: any peer that got through CURVE may look up.
+
+Decisions are cached per ``(key, host, topics)`` in a bounded dict: a host heartbeats the same
+state every interval, so the registry's hot path pays one dict lookup per host record.
+"""
+
+import dataclasses
+import fnmatch
+import json
+import pathlib
+import re
+import typing
+
+from rpcmm.addressing import validate_name
+from rpcmm.errors import ConfigurationError
+
+__all__ = ["TopicPolicy", "Grant", "Verdict", "ALLOWED", "DEFAULT_CACHE_SIZE"]
+
+#: Decisions remembered per policy; beyond this the oldest is forgotten (and recomputed if asked).
+DEFAULT_CACHE_SIZE = 65_536
+_Z85_KEY_LENGTH = 40
+_Z85_ALPHABET = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#")
+_MAX_PATTERNS = 1024
+
+
+class Verdict(typing.NamedTuple):
+    """What a policy says about one heartbeat record: ``allowed`` if all of it may be applied.
+
+    ``host_refused`` is True if the key may not register this host at all (then every topic
+    is refused too); ``refused_topics`` are the topics it may not register, in record order.
+    """
+
+    allowed: bool
+    host_refused: bool
+    refused_topics: tuple
+
+
+#: The verdict of a record the policy allows (shared: the hot path allocates nothing).
+ALLOWED = Verdict(True, False, ())
+
+
+@dataclasses.dataclass(frozen=True)
+class Grant:
+    """What one key may register: compiled ``hosts`` and ``topics`` patterns."""
+
+    hosts: tuple
+    topics: tuple
+    _host_match: typing.Callable = dataclasses.field(repr=False, compare=False)
+    _topic_match: typing.Callable = dataclasses.field(repr=False, compare=False)
+
+    @classmethod
+    def build(cls, hosts, topics):
+        return cls(tuple(hosts), tuple(topics), _compile(hosts), _compile(topics))
+
+    def may_host(self, host):
+        return self._host_match(host) is not None
+
+    def may_topic(self, topic):
+        return self._topic_match(topic) is not None
+
+
+def _compile(patterns):
+    """One regex matching any of ``patterns`` (fnmatch semantics, case-sensitive)."""
+    if not patterns:
+        return lambda text: None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.DOTALL).match
+
+
+_DENY_ALL = Grant.build((), ())
+_ALLOW_ALL = Grant.build(("*",), ("*",))
+
+
+class TopicPolicy:
+    """Who may register what; see the module docstring for the file format and the rules.
+
+    Build one with :meth:`load` (a file), :meth:`from_document` (parsed JSON) or
+    :meth:`allow_all` (no policy: every peer may register anything). Not thread-safe (the
+    decision cache is a plain dict): one per registry loop.
+    """
+
+    def __init__(self, grants, default, cache_size=DEFAULT_CACHE_SIZE, allow_all=False):
+        self._grants = dict(grants)  # Z85 key (str) -> Grant
+        self._default = default
+        self._allow_all = allow_all
+        self._cache_size = cache_size
+        self._cache = {}  # (key, host, topics) -> Verdict
+
+    @classmethod
+    def allow_all(cls):
+        """The policy of a registry without one: everything is allowed, nothing is cached."""
+        return cls({}, _ALLOW_ALL, allow_all=True)
+
+    @classmethod
+    def load(cls, path, authorized_keys_dir=None, cache_size=DEFAULT_CACHE_SIZE):
+        """Read a policy file; key names resolve to ``authorized_keys_dir/NAME.key``."""
+        path = pathlib.Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(f"{path}: cannot read the policy file: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigurationError(f"{path}: the policy file is not UTF-8") from None
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(f"{path}: not JSON: {exc}") from None
+        return cls.from_document(document, source=str(path), authorized_keys_dir=authorized_keys_dir,
+                                 cache_size=cache_size)
+
+    @classmethod
+    def from_document(cls, document, source="<policy>", authorized_keys_dir=None, cache_size=DEFAULT_CACHE_SIZE):
+        """Validate a parsed policy document; ConfigurationError names ``source``, the key and the value."""
+        if type(document) is not dict:
+            raise ConfigurationError(f"{source}: a policy is a JSON object with \"keys\" and \"default\"")
+        unknown = set(document) - {"keys", "default"}
+        if unknown:
+            raise ConfigurationError(f"{source}: unknown entries {sorted(unknown)} (expected \"keys\", \"default\")")
+        keys = document.get("keys", {})
+        if type(keys) is not dict:
+            raise ConfigurationError(f"{source}: \"keys\" must be an object mapping keys to grants")
+        grants = {}
+        for reference, entry in keys.items():
+            key = _resolve_key(source, reference, authorized_keys_dir)
+            if key in grants:
+                raise ConfigurationError(f"{source}: key {reference!r} is listed twice (under another name)")
+            grants[key] = _grant(source, f"keys.{reference}", entry)
+        default = _grant(source, "default", document["default"]) if "default" in document else _DENY_ALL
+        return cls(grants, default, cache_size=cache_size)
+
+    def grant_for(self, key_z85):
+        """The :class:`Grant` that applies to ``key_z85`` (None: an unauthenticated peer)."""
+        return self._grants.get(key_z85, self._default)
+
+    def may_register(self, key_z85, host, topic):
+        """May ``key_z85`` register ``host`` for ``topic``?"""
+        if self._allow_all:
+            return True
+        grant = self.grant_for(key_z85)
+        return grant.may_host(host) and grant.may_topic(topic)
+
+    def may_unregister(self, key_z85, host):
+        """May ``key_z85`` remove ``host`` (UNREGISTER, or a HEARTBEAT with no topics)?"""
+        return self._allow_all or self.grant_for(key_z85).may_host(host)
+
+    def check_heartbeat(self, key_z85, host, topics):
+        """The :class:`Verdict` on one heartbeat record (``topics`` a tuple, as decoded).
+
+        Cached: a repeated heartbeat costs one dict lookup. The cache holds at most
+        ``cache_size`` decisions; the oldest is forgotten first.
+        """
+        if self._allow_all:
+            return ALLOWED
+        cache_key = (key_z85, host, topics)
+        verdict = self._cache.get(cache_key)
+        if verdict is None:
+            verdict = self._decide(key_z85, host, topics)
+            if len(self._cache) >= self._cache_size:
+                del self._cache[next(iter(self._cache))]  # dicts keep insertion order: oldest first
+            self._cache[cache_key] = verdict
+        return verdict
+
+    def _decide(self, key_z85, host, topics):
+        grant = self.grant_for(key_z85)
+        if not grant.may_host(host):
+            return Verdict(False, True, tuple(topics))
+        refused = tuple(t for t in topics if not grant.may_topic(t))
+        return Verdict(False, False, refused) if refused else ALLOWED
+
+    @property
+    def cached_decisions(self):
+        return len(self._cache)
+
+    def __repr__(self):
+        if self._allow_all:
+            return "<TopicPolicy allow-all>"
+        return f"<TopicPolicy {len(self._grants)} key(s)>"
+
+
+def _resolve_key(source, reference, authorized_keys_dir):
+    """A reference's Z85 key: a NAME.key file in the directory wins, else a Z85 key itself."""
+    named = None
+    if authorized_keys_dir is not None and reference and "/" not in reference and reference not in (".", ".."):
+        named = pathlib.Path(authorized_keys_dir) / f"{reference}.key"
+    if named is not None and named.exists():
+        from rpcmm.security import load_public_key  # zmq only when names are used
+
+        return load_public_key(named).decode("ascii")
+    if len(reference) == _Z85_KEY_LENGTH and set(reference) <= _Z85_ALPHABET:
+        return reference
+    if authorized_keys_dir is None:
+        raise ConfigurationError(
+            f"{source}: key {reference!r} is not a 40-character Z85 public key "
+            "(names of .key files need the authorized-keys directory)")
+    raise ConfigurationError(
+        f"{source}: key {reference!r} is neither a Z85 public key nor the name of a .key file in {authorized_keys_dir}")
+
+
+def _grant(source, where, entry):
+    if type(entry) is not dict:
+        raise ConfigurationError(
+            f"{source}: {where} must be an object with \"topics\" and \"hosts\", got {entry!r:.60}")
+    unknown = set(entry) - {"topics", "hosts"}
+    if unknown:
+        raise ConfigurationError(
+            f"{source}: {where}: unknown entries {sorted(unknown)} (expected \"topics\", \"hosts\")")
+    return Grant.build(hosts=_patterns(source, f"{where}.hosts", entry.get("hosts", [])),
+                       topics=_patterns(source, f"{where}.topics", entry.get("topics", [])))
+
+
+def _patterns(source, where, patterns):
+    if type(patterns) is not list:
+        raise ConfigurationError(f"{source}: {where} must be a list of patterns, got {patterns!r:.60}")
+    if len(patterns) > _MAX_PATTERNS:
+        raise ConfigurationError(f"{source}: {where} has {len(patterns)} patterns, more than {_MAX_PATTERNS}")
+    for pattern in patterns:
+        try:
+            validate_name("pattern", pattern)  # patterns obey the rules of the names they match
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{source}: {where}: {exc}") from None
+    return patterns
