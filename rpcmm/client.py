@@ -162,30 +162,51 @@ class RegistryClient:
             sockets = self._require(self._call_sockets)
             count = len(sockets)
             order = [(self._preferred + i) % count for i in range(count)]
-            unconnected, fallback = [], None
-            for index in order:
-                reply = self._ask(sockets, index, make_request, reply_type)
-                if reply is _NOT_CONNECTED:  # try the connected registries first
-                    unconnected.append(index)
-                    continue
-                if reply is None:
-                    LOG.warning("registry %s did not answer within %gs; trying the next",
-                                self.endpoints[index], self.timeout)
-                    continue
-                if reply.state is protocol.State.UP:
-                    self._preferred = index
-                    return reply, self.endpoints[index]
-                if fallback is None:
-                    fallback = (reply, self.endpoints[index])
-            if unconnected:
-                # No connected registry gave an answer from an UP registry. Give the unconnected
-                # ones one timeout to connect (a client that just started has no connection yet).
-                answer = self._call_first_to_connect(sockets, unconnected, make_request, reply_type)
-                if answer is not None and (fallback is None or answer[0].state is protocol.State.UP):
-                    return answer
-            if fallback is not None:
-                return fallback
+            answer = self._best_answer(self._attempts(sockets, order, make_request, reply_type))
+            if answer is not None:
+                return answer
         raise RegistryUnavailable(topic, self.endpoints, self.timeout)
+
+    def _attempts(self, sockets, order, make_request, reply_type):
+        """Ask the registries in ``order`` that have a live connection, then give the others one
+        timeout to connect (a client that just started has none yet) and ask each as it does.
+        Yields ``(index, reply or None)``; the caller stops as soon as it is satisfied."""
+        unconnected = []
+        for index in order:
+            reply = self._ask(sockets, index, make_request, reply_type)
+            if reply is _NOT_CONNECTED:
+                unconnected.append(index)
+                continue
+            if reply is None:
+                LOG.warning("registry %s did not answer within %gs; trying the next", self.endpoints[index],
+                            self.timeout)
+            yield index, reply
+        zmq = self.runtime.zmq
+        deadline = time.monotonic() + self.timeout
+        while unconnected:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            ready = self.runtime.poll([(sockets[index], zmq.POLLOUT) for index in unconnected], remaining)
+            for index in [i for i in unconnected if sockets[i] in ready]:
+                unconnected.remove(index)
+                reply = self._ask(sockets, index, make_request, reply_type)
+                if reply is not _NOT_CONNECTED:
+                    yield index, reply
+
+    def _best_answer(self, attempts):
+        """The first answer from a registry that is UP (which becomes the one asked first next
+        time), else the first answer at all, else None: ``(reply, endpoint)``."""
+        fallback = None
+        for index, reply in attempts:
+            if reply is None:
+                continue
+            if reply.state is protocol.State.UP:
+                self._preferred = index
+                return reply, self.endpoints[index]
+            if fallback is None:
+                fallback = (reply, self.endpoints[index])
+        return fallback
 
     def _send_when_connected(self, socket, frame):
         """Send, waiting up to the timeout for a connection (ZMQ_IMMEDIATE makes a send block
@@ -197,29 +218,6 @@ class RegistryClient:
         except zmq.Again:
             return False
         return True
-
-    def _call_first_to_connect(self, sockets, indexes, make_request, reply_type):
-        """Give ``indexes`` one timeout to connect; ask each as it does until one that is UP
-        answers. Return the best answer, or None."""
-        zmq = self.runtime.zmq
-        deadline = time.monotonic() + self.timeout
-        waiting, fallback = list(indexes), None
-        while waiting:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            ready = self.runtime.poll([(sockets[index], zmq.POLLOUT) for index in waiting], remaining)
-            for index in [i for i in waiting if sockets[i] in ready]:
-                waiting.remove(index)
-                reply = self._ask(sockets, index, make_request, reply_type)
-                if reply is _NOT_CONNECTED or reply is None:
-                    continue
-                if reply.state is protocol.State.UP:
-                    self._preferred = index
-                    return reply, self.endpoints[index]
-                if fallback is None:
-                    fallback = (reply, self.endpoints[index])
-        return fallback
 
     def _ask(self, sockets, index, make_request, reply_type):
         """Ask registry ``index``: its reply, None if none came in time, or _NOT_CONNECTED if
