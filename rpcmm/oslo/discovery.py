@@ -1,0 +1,57 @@
+"""Where a transport finds its registries: the URL, a seed file, or the machine's embedded one.
+
+=====================================  ========================================================
+transport URL                          registries
+=====================================  ========================================================
+``zmq://host1:port1,host2:port2/``     the ones named in the URL (``[rpcmm] seed_file`` may
+                                       still add a static ring)
+``zmq://`` with ``seed_file`` set      the seed file's ``rpcmm-registry`` list (and its ring)
+``zmq://`` alone                       the machine's embedded registry on
+                                       ``127.0.0.1:<embedded_registry_port>``, served by
+                                       whichever local process can bind it
+=====================================  ========================================================
+
+:func:`plan_for` only reads: it returns a :class:`Plan` saying which seed to use and whether
+to run an :class:`~rpcmm.embedded.EmbeddedRegistry`. Nothing here opens a socket.
+"""
+
+import dataclasses
+
+from rpcmm.addressing import Endpoint
+from rpcmm.errors import ConfigurationError
+from rpcmm.seed import Seed, load_seed
+
+__all__ = ["Plan", "plan_for"]
+
+_LOOPBACK = "127.0.0.1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The seed to build the matchmaker from; ``embedded`` is the endpoint this process should
+    try to serve (the zero-configuration form), else None."""
+
+    seed: Seed
+    embedded: Endpoint | None = None
+
+
+def plan_for(url, options):
+    """The :class:`Plan` for a parsed oslo TransportURL and the ``[rpcmm]`` option group.
+
+    Raises ConfigurationError for a URL host without a port, SeedError for a bad seed file.
+    """
+    from_file = load_seed(options.seed_file) if options.seed_file else None
+    hosts = list(getattr(url, "hosts", None) or [])
+    if hosts:
+        registries = []
+        for host in hosts:
+            if not host.hostname or not host.port:
+                raise ConfigurationError(
+                    f"zmq transport URL hosts are registry servers and need a port: {host!r}")
+            registries.append(Endpoint(host.hostname, int(host.port)))
+        ring = {t: list(h) for t, h in from_file.ring.items()} if from_file else None
+        return Plan(Seed.build(ring=ring, registries=registries, source="transport_url"))
+    if from_file is not None:
+        return Plan(from_file)
+    embedded = Endpoint(_LOOPBACK, options.embedded_registry_port)
+    return Plan(Seed.build(registries=[embedded], source="embedded registry"), embedded=embedded)

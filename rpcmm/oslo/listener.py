@@ -1,0 +1,246 @@
+"""What a server receives: the listener and the incoming messages it hands to oslo.messaging.
+
+One :class:`ZmqListener` serves one ``listen()`` (RPC) or ``listen_for_notifications()`` call.
+It binds its own socket (a :class:`~rpcmm.oslo.receiver.Receiver`), so its address is what it
+registers with rpcmm, and each message it reads is checked against the rpcmm topics it
+subscribed to (a message for another topic, e.g. sent to a reused port, is dropped), decoded,
+and queued for :meth:`ZmqListener.poll`, which oslo.messaging calls from its own thread.
+
+Replies do not go back through the listener's socket (only its reading task may touch it):
+they go through the driver's :class:`~rpcmm.oslo.peers.Outbox` to the caller's reply address.
+"""
+
+import collections
+import logging
+import threading
+import time
+
+from oslo_messaging._drivers import base
+from oslo_messaging._drivers import common as rpc_common
+
+from rpcmm.errors import ProtocolError
+from rpcmm.matchmaker import Capability
+from rpcmm.oslo import wire
+from rpcmm.oslo.peers import PeerBusy
+from rpcmm.oslo.receiver import Receiver
+from rpcmm.logutil import RateLimitedLogger
+
+__all__ = ["ZmqListener", "ZmqIncomingMessage"]
+
+LOG = logging.getLogger(__name__)
+
+
+class ZmqIncomingMessage(base.RpcIncomingMessage):
+    """A received call, cast or notification.
+
+    :meth:`reply` and :meth:`heartbeat` send to the caller's reply address through the
+    driver's outbox (thread-safe, never blocking); for casts and notifications they do nothing.
+    Neither raises: a reply that cannot be sent is logged, and the caller times out.
+    """
+
+    def __init__(self, request, outbox):
+        super().__init__(request.ctxt, request.message, msg_id=request.msg_id)
+        self._reply_to = request.reply_to
+        self._outbox = outbox
+        self.client_timeout = request.monitor
+
+    def reply(self, reply=None, failure=None):
+        if self._reply_to is None:
+            return
+        if failure is not None:
+            failure = rpc_common.serialize_remote_exception(failure)
+        try:
+            self._send(wire.Reply(self.msg_id, result=reply, failure=failure))
+        except (TypeError, ValueError) as exc:
+            # The result is not serializable: the caller gets that error instead of a timeout.
+            LOG.warning("reply to %s is not serializable (%s); sending the error instead",
+                        self.msg_id, exc)
+            failure = rpc_common.serialize_remote_exception((type(exc), exc, exc.__traceback__))
+            self._send(wire.Reply(self.msg_id, failure=failure))
+
+    def heartbeat(self):
+        if self._reply_to is not None:
+            self._send(wire.Beat(self.msg_id))
+
+    def acknowledge(self):
+        """Nothing to acknowledge: zmq delivered the message once and keeps no copy."""
+
+    def requeue(self):
+        LOG.warning("message %s cannot be requeued: the zmq driver keeps no copy of it",
+                    self.msg_id)
+
+    def _send(self, message):
+        frames = wire.encode(message)
+        try:
+            self._outbox.send(self._reply_to, frames)
+        except PeerBusy as exc:
+            LOG.warning("could not reply to %s: %s", self.msg_id, exc)
+        except Exception:
+            LOG.exception("could not reply to %s", self.msg_id)
+
+
+class ZmqListener(base.PollStyleListener):
+    """Receives the messages of a set of rpcmm topics and queues them for :meth:`poll`.
+
+    ``registrations`` is a list of ``(topic, host_or_None)`` pairs to register with the
+    matchmaker once the socket is bound: None means the listener's own address, a function
+    means ``function(address)`` (notification pool members).
+
+    Lifecycle: :meth:`start` (the driver calls it) binds, registers, and waits (at most
+    ``lookup_timeout``) until lookups see the registration; :meth:`stop`
+    unregisters at once, stops the socket, and makes :meth:`poll` return what is queued
+    without blocking; :meth:`cleanup` does the same if stop was not called. Thread-safe: poll
+    runs in oslo's listener thread, stop in another.
+    """
+
+    def __init__(self, context, runtime, matchmaker, outbox, topics, host_for,
+                 options, name):
+        super().__init__()
+        self._matchmaker = matchmaker
+        self._outbox = outbox
+        self._topics = frozenset(topics)
+        self._host_for = host_for
+        self._backlog = options.listener_backlog
+        self._confirm_timeout = options.lookup_timeout
+        self._name = name
+        # threading's Condition is green once eventlet has patched the process, like the lock.
+        self._ready = threading.Condition(runtime.lock())
+        self._queue = collections.deque()
+        self._stopped = False
+        self._registered = []
+        self._drops = RateLimitedLogger(LOG)
+        #: Messages received and dropped (malformed, not ours, backlog full); a plain counter.
+        self.dropped = 0
+        self._receiver = Receiver(
+            context, runtime, self._accept, options.listen_host,
+            options.advertise_host or options.listen_host, options.max_message_bytes,
+            name=name,
+        )
+
+    @property
+    def address(self):
+        return self._receiver.address
+
+    def start(self):
+        self._receiver.start()
+        host = self._host_for(self._receiver.address)
+        try:
+            for topic in sorted(self._topics):
+                self._matchmaker.register(topic, host)
+                self._registered.append((topic, host))
+        except Exception:
+            self._teardown()
+            raise
+        self._await_visible(host)
+        LOG.debug("%s listening on %s for %s", self._name, self.address, sorted(self._topics))
+        return self
+
+    def _await_visible(self, host):
+        """Wait (at most ``lookup_timeout``) until lookups see this listener.
+
+        Registering is a cast, so without this a client that looks up right after the server
+        started could get an answer without it (and a cast or notification sent then would be
+        dropped). Only for matchmakers that share registrations; a lookup that fails or is
+        slow only shortens the wait, which is best effort and logged.
+        """
+        if Capability.SHARED_REGISTRATIONS not in getattr(self._matchmaker, "capabilities", ()):
+            return
+        deadline = time.monotonic() + self._confirm_timeout
+        pause = 0.002
+        pending = sorted(self._topics)
+        while pending:
+            try:
+                pending = [t for t in pending if host not in self._matchmaker.hosts(t)]
+            except Exception as exc:  # e.g. RegistryUnavailable: heartbeats will get it there
+                LOG.debug("%s: cannot confirm the registration of %s: %s", self._name, host, exc)
+                return
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 0:
+                break
+            with self._ready:  # an interruptible pause: stop() wakes it
+                if self._stopped:
+                    return
+                self._ready.wait(min(pause, remaining))
+            pause = min(pause * 2, 0.05)
+        if pending:
+            LOG.debug("%s: registration of %s not yet visible for %s", self._name, host, pending)
+
+    # -- the receiver's task -----------------------------------------------------------------
+
+    def _accept(self, frames):
+        try:
+            request = wire.decode(frames)
+        except ProtocolError:
+            self.dropped += 1
+            raise  # the receiver logs it, rate-limited
+        if not isinstance(request, wire.Request):
+            self.dropped += 1
+            self._drops.log("%s: dropped a %s sent to a listener", self._name,
+                            type(request).__name__)
+            return
+        if request.to not in self._topics:
+            self.dropped += 1
+            self._drops.log("%s: dropped a message for %r, which this listener does not serve",
+                            self._name, request.to)
+            return
+        with self._ready:
+            if self._stopped:
+                return
+            if len(self._queue) >= self._backlog:
+                self.dropped += 1
+                self._drops.log("%s: backlog of %d messages full; dropped %s", self._name,
+                                self._backlog, request.msg_id)
+                return
+            self._queue.append(ZmqIncomingMessage(request, self._outbox))
+            self._ready.notify()
+
+    # -- oslo.messaging's side ---------------------------------------------------------------
+
+    def poll(self, timeout=None, batch_size=1, batch_timeout=None):
+        """Up to ``batch_size`` messages: blocks until one is there (or ``timeout`` passes, or the
+        listener stops), then gathers more for at most ``batch_timeout`` seconds after the first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        batch = []
+        with self._ready:
+            if not self._wait(deadline):
+                return batch
+            batch_deadline = time.monotonic() + (batch_timeout or 0)
+            while len(batch) < batch_size:
+                if self._queue:
+                    batch.append(self._queue.popleft())
+                    continue
+                if not self._wait(batch_deadline):
+                    break
+        return batch
+
+    def _wait(self, deadline):
+        """Under the condition: wait until something is queued; False if the deadline passed or
+        the listener stopped with nothing queued."""
+        while not self._queue:
+            if self._stopped:
+                return False
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            self._ready.wait(remaining)
+        return True
+
+    def stop(self):
+        self._teardown()
+
+    def cleanup(self):
+        self._teardown()
+
+    def _teardown(self):
+        with self._ready:
+            if self._stopped:
+                return
+            self._stopped = True
+            self._ready.notify_all()
+        registered, self._registered = self._registered, []
+        for topic, host in registered:
+            try:
+                self._matchmaker.unregister(topic, host)
+            except Exception:  # best effort: the registry expires it within its TTL anyway
+                LOG.warning("%s: could not unregister %s", self._name, topic, exc_info=True)
+        self._receiver.stop()

@@ -1,0 +1,148 @@
+"""A bound ROUTER socket and the one task that reads it.
+
+Both ends of the driver receive this way: a listener receives requests on one, and a client
+receives replies on another. The socket is created, bound, read and closed by the same
+background task, so no other thread ever touches it (zmq sockets are not thread-safe); the
+only way in from outside is a message. :meth:`Receiver.stop` wakes the task by sending it a
+random per-receiver token over an ``inproc://`` endpoint the same socket binds, which works the
+same with plain threads and with eventlet's green zmq (a blocking ``recv`` there yields to other
+green threads), without any polling loop or receive timeout.
+"""
+
+import logging
+import os
+import time
+import uuid
+
+from rpcmm.addressing import Endpoint
+from rpcmm.errors import LifecycleError, ProtocolError
+from rpcmm.logutil import RateLimitedLogger
+
+__all__ = ["Receiver"]
+
+LOG = logging.getLogger(__name__)
+
+#: Messages queued in the socket before zmq stops reading from peers (back pressure).
+_RECEIVE_HIGH_WATER_MARK = 100_000
+#: Messages read in a row before the reading task yields to others.
+_YIELD_EVERY = 16
+#: How long stop() waits for the reading task.
+_JOIN_TIMEOUT = 5.0
+
+
+class Receiver:
+    """Reads messages from a ROUTER bound on ``tcp://<listen_host>:*`` and hands them on.
+
+    ``handle(frames)`` is called in the reading task with the frames after the sender's
+    identity, one message at a time; it must be quick and must not raise (what it raises is
+    logged and the message dropped). ``advertise_host`` is the address peers are told.
+
+    Lifecycle: the constructor does nothing; :meth:`start` binds (raising zmq errors, e.g. a bad
+    ``listen_host``) and starts the task; :attr:`address` is then ``host:port``;
+    :meth:`stop` wakes the task, which closes the socket, and joins it. Idempotent.
+    """
+
+    def __init__(self, context, runtime, handle, listen_host, advertise_host, max_message_bytes,
+                 name="rpcmm-oslo-receiver"):
+        self._context = context
+        self._runtime = runtime
+        self._handle = handle
+        self._listen = Endpoint(listen_host, 0)
+        self._advertise_host = advertise_host
+        self._max_message_bytes = max_message_bytes
+        self._name = name
+        self._token = os.urandom(16)
+        self._wake_address = f"inproc://rpcmm-oslo-wake-{uuid.uuid4().hex}"
+        self._ready = runtime.event()
+        self._start_error = None
+        self._task = None
+        self.address = None
+        self._drops = RateLimitedLogger(LOG)
+
+    def start(self):
+        """Bind and start reading; returns self once the socket is bound."""
+        if self._task is not None:
+            raise LifecycleError("a Receiver starts once")
+        self._task = self._runtime.spawn(self._run, self._name)
+        self._ready.wait()
+        if self._start_error is not None:
+            self._task.join(_JOIN_TIMEOUT)
+            raise self._start_error
+        return self
+
+    def stop(self):
+        """Stop reading and close the socket; messages not yet read are discarded."""
+        task, self._task = self._task, None
+        if task is None or not task.is_alive():
+            return
+        zmq = self._runtime.zmq
+        waker = self._context.socket(zmq.DEALER)
+        try:
+            # A bounded linger so the token is handed over, and close can never hang.
+            waker.setsockopt(zmq.LINGER, 1000)
+            waker.connect(self._wake_address)
+            waker.send(self._token)
+        finally:
+            waker.close()
+        task.join(_JOIN_TIMEOUT)
+        if task.is_alive():
+            LOG.error("%s did not stop within %gs", self._name, _JOIN_TIMEOUT)
+
+    # -- the reading task: owns the socket from creation to close ------------------------------
+
+    def _run(self):
+        try:
+            socket, port = self._bind()
+        except Exception as exc:  # reported to start()'s caller
+            self._start_error = exc
+            self._ready.set()
+            return
+        self.address = str(Endpoint(self._advertise_host, port))
+        self._ready.set()
+        try:
+            self._read(socket)
+        finally:
+            socket.close()
+
+    def _bind(self):
+        """Make the socket and bind tcp (reading the port the OS picked), then the wake endpoint."""
+        zmq = self._runtime.zmq
+        socket = self._context.socket(zmq.ROUTER)
+        try:
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.setsockopt(zmq.RCVHWM, _RECEIVE_HIGH_WATER_MARK)
+            # zmq drops oversized messages before they are read (a hostile peer's memory bomb).
+            socket.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
+            if self._listen.is_ipv6:
+                socket.setsockopt(zmq.IPV6, 1)
+            socket.bind(self._listen.zmq_address())
+            port = int(socket.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
+            socket.bind(self._wake_address)
+        except Exception:
+            socket.close()
+            raise
+        return socket, port
+
+    def _read(self, socket):
+        read = 0
+        while True:
+            try:
+                frames = socket.recv_multipart(copy=True)
+            except Exception:
+                LOG.exception("%s: receive failed; the receiver stops", self._name)
+                return
+            if len(frames) == 2 and frames[1] == self._token:
+                return
+            try:
+                self._handle(frames[1:])
+            except ProtocolError as exc:
+                self._drops.log("%s: dropped a malformed message: %s", self._name, exc)
+            except Exception:
+                LOG.exception("%s: dropped a message its handler could not take", self._name)
+            read += 1
+            if read % _YIELD_EVERY == 0:
+                # A green recv only yields when the socket is empty: under a steady stream
+                # this task would starve every other green thread (the executor, the
+                # heartbeat, an in-process registry). sleep(0) yields under eventlet and
+                # costs next to nothing with plain threads.
+                time.sleep(0)

@@ -1,0 +1,152 @@
+"""The listener on its own: registration, batching, stopping, hostile input, back pressure."""
+
+import threading
+import time
+
+import pytest
+import zmq
+
+from rpcmm.oslo import wire
+from rpcmm.oslo.listener import ZmqListener
+from rpcmm.oslo.peers import Outbox
+from rpcmm.runtime import THREADING
+from rpcmm.testing import wait_for
+from tests.oslo.conftest import make_conf
+
+pytestmark = [pytest.mark.functional, pytest.mark.timeout(20)]
+
+TOPIC = "rpc/openstack/things"
+
+
+class RecordingMatchmaker:
+    """Records register/unregister; the listener needs nothing else."""
+
+    def __init__(self):
+        self.registered = set()
+
+    def register(self, topic, host):
+        self.registered.add((topic, host))
+
+    def unregister(self, topic, host):
+        self.registered.discard((topic, host))
+
+
+@pytest.fixture
+def make_listener(context):
+    made, outbox = [], Outbox(context, THREADING, max_peers=4)
+
+    def make(backlog=100, host_for=lambda address: address):
+        conf = make_conf(listener_backlog=backlog)
+        listener = ZmqListener(context, THREADING, RecordingMatchmaker(), outbox, [TOPIC],
+                               host_for, conf.rpcmm, "test-listener")
+        made.append(listener)
+        return listener.start()
+
+    yield make
+    for listener in made:
+        listener.cleanup()
+    outbox.close()
+
+
+@pytest.fixture
+def sender(context):
+    sockets = []
+
+    def connect(address):
+        socket = context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.connect(f"tcp://{address}")
+        sockets.append(socket)
+        return lambda frames: socket.send_multipart(frames)
+
+    yield connect
+    for socket in sockets:
+        socket.close()
+
+
+def request(n, to=TOPIC):
+    return wire.encode(wire.Request(f"id{n}", to, {}, {"n": n}))
+
+
+def test_registers_its_topics_and_unregisters_on_stop(make_listener):
+    listener = make_listener(host_for=lambda address: f"pool@{address}")
+    matchmaker = listener._matchmaker
+    assert matchmaker.registered == {(TOPIC, f"pool@{listener.address}")}
+    listener.stop()
+    assert matchmaker.registered == set()
+
+
+def test_a_batch_waits_for_its_timeout_from_the_first_message_only(make_listener, sender):
+    listener = make_listener()
+    send = sender(listener.address)
+    result = []
+    poller = threading.Thread(target=lambda: result.append(listener.poll(batch_size=5, batch_timeout=0.3)))
+    poller.start()
+    # Idle for longer than the batch timeout: that must not count, so poll is still waiting.
+    poller.join(0.5)
+    assert poller.is_alive() and not result
+    for n in range(3):
+        send(request(n))
+    first_sent = time.monotonic()
+    poller.join(5)
+    elapsed = time.monotonic() - first_sent
+    assert [m.message["n"] for m in result[0]] == [0, 1, 2]
+    assert 0.25 <= elapsed < 1.0
+
+
+def test_a_full_batch_returns_at_once(make_listener, sender):
+    listener = make_listener()
+    send = sender(listener.address)
+    for n in range(7):
+        send(request(n))
+    first = listener.poll(timeout=5, batch_size=5, batch_timeout=30)
+    assert [m.message["n"] for m in first] == [0, 1, 2, 3, 4]
+    rest = listener.poll(timeout=5, batch_size=5, batch_timeout=0.05)
+    assert [m.message["n"] for m in rest] == [5, 6]
+
+
+def test_poll_times_out_empty_and_stop_wakes_it(make_listener):
+    listener = make_listener()
+    assert listener.poll(timeout=0.05) == []
+    result = []
+    poller = threading.Thread(target=lambda: result.append(listener.poll()))
+    poller.start()
+    listener.stop()
+    poller.join(5)
+    assert result == [[]]
+
+
+def test_hostile_input_is_dropped_and_the_listener_goes_on(make_listener, sender):
+    listener = make_listener()
+    send = sender(listener.address)
+    for frames in ([b"junk"], [b"rpcmm-oslo/1", b"{"], request(1, to="rpc/openstack/other"),
+                   wire.encode(wire.Reply("x", result=1)), [b"a", b"b", b"c"]):
+        send(frames)
+    send(request(2))
+    [message] = listener.poll(timeout=5)
+    assert listener.dropped == 5
+    assert message.message == {"n": 2}
+    assert message.msg_id == "id2" and message.client_timeout is None
+
+
+def test_a_full_backlog_drops_new_messages(make_listener, sender):
+    listener = make_listener(backlog=3)
+    send = sender(listener.address)
+    for n in range(6):
+        send(request(n))
+    send(request(99, to="rpc/openstack/other"))
+    wait_for(lambda: listener.dropped == 4, timeout=5)  # 3, 4, 5 and the stranger
+    received = []
+    while len(received) < 3:
+        received += listener.poll(timeout=5, batch_size=10, batch_timeout=0.2)
+    assert [m.message["n"] for m in received] == [0, 1, 2]
+    assert listener.poll(timeout=0.01) == []
+
+
+def test_replies_to_a_cast_are_ignored(make_listener, sender):
+    listener = make_listener()
+    sender(listener.address)(request(1))
+    [message] = listener.poll(timeout=5)
+    message.reply({"ignored": True})  # no reply address: nothing to do, nothing raised
+    message.heartbeat()
+    message.requeue()

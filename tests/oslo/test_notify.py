@@ -1,0 +1,120 @@
+"""Notifications over the zmq driver: listeners, pools, batches; real sockets and registry."""
+
+import queue
+
+import pytest
+
+import oslo_messaging
+from tests.oslo.conftest import stop_all
+
+pytestmark = [pytest.mark.functional, pytest.mark.timeout(60)]
+
+
+class Recorder:
+    """A notification endpoint that queues (priority, event_type, payload, who)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.events = queue.Queue()
+
+    def info(self, ctxt, publisher_id, event_type, payload, metadata):
+        self.events.put(("info", event_type, payload, self.name))
+
+    def error(self, ctxt, publisher_id, event_type, payload, metadata):
+        self.events.put(("error", event_type, payload, self.name))
+
+
+class BatchRecorder:
+    def __init__(self):
+        self.batches = queue.Queue()
+
+    def info(self, messages):
+        self.batches.put([m["payload"] for m in messages])
+
+
+@pytest.fixture
+def listeners(transports):
+    started = []
+
+    def start(topics, endpoint, pool=None, batch=None):
+        transport = transports.notification()
+        targets = [oslo_messaging.Target(topic=t) for t in topics]
+        if batch is None:
+            listener = oslo_messaging.get_notification_listener(
+                transport, targets, [endpoint], executor="threading", pool=pool)
+        else:
+            listener = oslo_messaging.get_batch_notification_listener(
+                transport, targets, [endpoint], executor="threading", pool=pool,
+                batch_size=batch[0], batch_timeout=batch[1])
+        listener.start()
+        started.append(listener)
+        return listener
+
+    yield start
+    stop_all(started)
+
+
+def notifier(transports, topic, publisher="pub"):
+    return oslo_messaging.Notifier(transports.notification(), publisher, driver="messaging",
+                                   topics=[topic])
+
+
+def drain(recorder, count, timeout=5):
+    return [recorder.events.get(timeout=timeout) for _ in range(count)]
+
+
+def test_a_listener_gets_each_priority(transports, listeners):
+    recorder = Recorder("one")
+    listeners(["alerts"], recorder)
+    n = notifier(transports, "alerts")
+    n.info({}, "thing.created", {"id": 1})
+    n.error({}, "thing.failed", {"id": 2})
+    assert sorted(drain(recorder, 2)) == [
+        ("error", "thing.failed", {"id": 2}, "one"), ("info", "thing.created", {"id": 1}, "one")]
+
+
+def test_listeners_without_a_pool_share_the_messages(transports, listeners):
+    a, b = Recorder("a"), Recorder("b")
+    listeners(["shared"], a)
+    listeners(["shared"], b)
+    n = notifier(transports, "shared")
+    for i in range(10):
+        n.info({}, "tick", i)
+    received = drain(a, 5) + drain(b, 5)
+    assert sorted(e[2] for e in received) == list(range(10))  # each exactly once
+    assert a.events.empty() and b.events.empty()
+
+
+def test_every_pool_gets_its_own_copy(transports, listeners):
+    members = {pool: [Recorder(f"{pool}-{i}") for i in range(2)] for pool in ("p1", "p2")}
+    for pool, recorders in members.items():
+        for r in recorders:
+            listeners(["pooled"], r, pool=pool)
+    n = notifier(transports, "pooled")
+    for i in range(6):
+        n.info({}, "tick", i)
+    for pool, recorders in members.items():
+        got = drain(recorders[0], 3) + drain(recorders[1], 3)
+        assert sorted(e[2] for e in got) == list(range(6)), pool
+
+
+def test_batch_listener_gets_full_batches_then_the_rest(transports, listeners):
+    recorder = BatchRecorder()
+    listeners(["batched"], recorder, batch=(10, 1.0))
+    n = notifier(transports, "batched")
+    for i in range(25):
+        n.info({}, "tick", i)
+    batches = [recorder.batches.get(timeout=5) for _ in range(3)]
+    assert [len(b) for b in batches] == [10, 10, 5]
+    assert sum(batches, []) == list(range(25))
+
+
+def test_topics_are_independent(transports, listeners):
+    one, two = Recorder("one"), Recorder("two")
+    listeners(["t1"], one)
+    listeners(["t2"], two)
+    notifier(transports, "t1").info({}, "for-one", 1)
+    notifier(transports, "t2").info({}, "for-two", 2)
+    assert drain(one, 1)[0][1] == "for-one"
+    assert drain(two, 1)[0][1] == "for-two"
+    assert one.events.empty() and two.events.empty()
