@@ -6,15 +6,23 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEBIAN_PACKAGES := redis-server iproute2
 
-.PHONY: demo test system-deps clean
+.PHONY: demo test oslo-functional system-deps clean
 
 ## make demo: a local cluster from seeds/demo.json, then a host and a registry killed.
 demo: $(VENV)/.installed
 	$(BIN)/rpcmm demo --seed seeds/demo.json
 
-## make test: the whole test suite (unit, functional, real processes, contract, oslo driver).
+## make test: the whole test suite (unit, functional, real processes, contract, faults, oslo
+## driver), then oslo.messaging's own functional suite against the zmq driver.
 test: $(VENV)/.installed system-deps
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory oslo-functional
+
+## make oslo-functional: oslo.messaging's functional suite, with registries in the URL and with
+## plain zmq:// (the embedded registry, on the fixed loopback port 7710).
+oslo-functional: $(VENV)/.installed
+	PYTHON=$(BIN)/python tests/oslo/run_functional.sh
+	PYTHON=$(BIN)/python tests/oslo/run_functional.sh --embedded
 
 $(VENV)/.installed: setup.cfg requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
