@@ -49,10 +49,12 @@ class Seed:
     redis: str | None = None
 
     @classmethod
-    def build(cls, ring=None, registries=(), source="<memory>"):
+    def build(cls, ring=None, registries=(), source="<memory>", redis=None):
         """Make a seed from Python values, validated like a file would be."""
         document = {topic: list(hosts) for topic, hosts in dict(ring or {}).items()}
         document[REGISTRY_KEY] = [str(e) for e in registries]
+        if redis is not None:
+            document[REDIS_KEY] = redis
         return _validate(document, source)
 
     def static_hosts(self, topic):

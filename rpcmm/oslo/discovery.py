@@ -9,6 +9,8 @@ transport URL                          registries
 ``zmq://`` alone                       the machine's embedded registry on
                                        ``127.0.0.1:<embedded_registry_port>``, served by
                                        whichever local process can bind it
+``zmq+redis://host:6379/0``            no registries: the Redis backend on that server
+``zmq+redis+sentinel://s1,s2/svc/0``   the Redis backend, its master found through Sentinel
 =====================================  ========================================================
 
 :func:`plan_for` only reads: it returns a :class:`Plan` saying which seed to use and whether
@@ -16,6 +18,7 @@ to run an :class:`~rpcmm.embedded.EmbeddedRegistry`. Nothing here opens a socket
 """
 
 import dataclasses
+import urllib.parse
 
 from rpcmm.addressing import Endpoint
 from rpcmm.errors import ConfigurationError
@@ -42,6 +45,10 @@ def plan_for(url, options):
     """
     from_file = load_seed(options.seed_file) if options.seed_file else None
     hosts = list(getattr(url, "hosts", None) or [])
+    backend = (getattr(url, "transport", None) or "zmq").partition("+")[2]
+    if backend:
+        ring = {t: list(h) for t, h in from_file.ring.items()} if from_file else None
+        return Plan(Seed.build(ring=ring, redis=_backend_url(backend, hosts, url), source="transport_url"))
     if hosts:
         registries = []
         for host in hosts:
@@ -55,3 +62,21 @@ def plan_for(url, options):
         return Plan(from_file)
     embedded = Endpoint(_LOOPBACK, options.embedded_registry_port)
     return Plan(Seed.build(registries=[embedded], source="embedded registry"), embedded=embedded)
+
+
+def _backend_url(backend, hosts, url):
+    """The ``redis://`` (or ``redis+sentinel://``) URL a ``zmq+redis...`` transport URL names."""
+    if not backend.startswith("redis"):
+        raise ConfigurationError(f"zmq+{backend}:// is not a known backend: use zmq+redis:// or zmq+redis+sentinel://")
+    if not hosts:
+        raise ConfigurationError(f"zmq+{backend}:// needs the Redis (or Sentinel) hosts: zmq+{backend}://host:port/")
+    netlocs = []
+    for host in hosts:
+        auth = ""
+        if host.password:
+            auth = f"{urllib.parse.quote(host.username or '', safe='')}:{urllib.parse.quote(host.password, safe='')}@"
+        address = f"[{host.hostname}]" if ":" in (host.hostname or "") else host.hostname
+        netlocs.append(f"{auth}{address}:{host.port}" if host.port else f"{auth}{address}")
+    # Credentials go with the first host only, as in a Redis URL.
+    tail = ",".join([netlocs[0]] + [n.rpartition("@")[2] for n in netlocs[1:]])
+    return f"{backend}://{tail}/{getattr(url, 'virtual_host', None) or ''}".rstrip("/")
