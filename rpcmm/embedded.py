@@ -38,19 +38,21 @@ class EmbeddedRegistry:
     """Serve ``endpoint`` (an :class:`~rpcmm.addressing.Endpoint` or ``"host:port"`` on
     loopback) from this process whenever no other process does.
 
+    ``curve`` (a :class:`~rpcmm.security.LoadedCurveServerConfig`) secures the server.
     ``server_factory`` makes the server (a test seam; RegistryServer by default). Each server
     makes and terms its own zmq context: it runs on a native thread with plain pyzmq (see
     :mod:`rpcmm.runtime`), so it must not share a caller's context, which may be green.
     """
 
     def __init__(self, endpoint, runtime=None, retry_interval=DEFAULT_RETRY_INTERVAL,
-                 server_factory=RegistryServer):
+                 server_factory=RegistryServer, curve=None):
         self.endpoint = endpoint if isinstance(endpoint, Endpoint) else Endpoint.parse(endpoint)
         if self.endpoint.port == 0:
             raise ValueError("the embedded registry needs a fixed port every process agrees on")
         self.runtime = runtime if runtime is not None else default_runtime()
         self._retry_interval = retry_interval
         self._server_factory = server_factory
+        self._curve = curve
         self._lock = self.runtime.lock()
         self._stopping = self.runtime.event()
         self._server = None
@@ -88,7 +90,8 @@ class EmbeddedRegistry:
                 return True
             if self._stopping.is_set():
                 return False
-            server = self._server_factory(self.endpoint, runtime=self.runtime)
+            kwargs = {} if self._curve is None else {"curve": self._curve}
+            server = self._server_factory(self.endpoint, runtime=self.runtime, **kwargs)
             try:
                 server.start()
             except EndpointInUse:

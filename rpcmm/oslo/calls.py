@@ -47,14 +47,14 @@ class PendingCalls:
     ``host:port``); :meth:`stop` closes it and wakes every waiting call with CallCancelled.
     """
 
-    def __init__(self, context, runtime, listen_host, advertise_host, max_message_bytes):
+    def __init__(self, context, runtime, listen_host, advertise_host, max_message_bytes, curve=None):
         self._runtime = runtime
         self._lock = runtime.lock()
         self._slots = {}
         self._stopped = False
         self._receiver = Receiver(
             context, runtime, self._deliver, listen_host, advertise_host, max_message_bytes,
-            name="rpcmm-oslo-replies",
+            name="rpcmm-oslo-replies", curve=curve,
         )
 
     @property

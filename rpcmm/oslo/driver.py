@@ -39,11 +39,13 @@ from rpcmm.logutil import RateLimitedLogger
 from rpcmm.oslo import wire
 from rpcmm.oslo.calls import CallCancelled, CallTimedOut, PendingCalls
 from rpcmm.oslo.discovery import plan_for
+from rpcmm.oslo.keys import load_transport_keys
 from rpcmm.oslo.listener import ZmqListener
 from rpcmm.oslo.names import NotifyTopic, PoolMember, RpcServer, RpcTopic
 from rpcmm.oslo.options import register_opts
 from rpcmm.oslo.peers import Outbox, PeerBusy
 from rpcmm.runtime import default_runtime
+from rpcmm.security import CurveAuthenticator
 from rpcmm.timing import HeartbeatTiming
 
 __all__ = ["ZmqDriver"]
@@ -75,6 +77,8 @@ class ZmqDriver(base.BaseDriver):
         self._started = False
         self._context = None
         self._embedded = None
+        self._keys = None
+        self._authenticator = None
         self._matchmaker = None
         self._outbox = None
         self._calls = None
@@ -105,17 +109,25 @@ class ZmqDriver(base.BaseDriver):
                     "must be told an address they can reach")
             plan = plan_for(self._url, options)
             timing = HeartbeatTiming(options.heartbeat_interval, options.heartbeat_ttl)
+            keys = self._keys = load_transport_keys(options, embedded=plan.embedded is not None)
             self._context = self._runtime.new_context()
             try:
+                if keys is not None:
+                    # ZAP is per context: one handler admits callers to every listening socket.
+                    self._authenticator = CurveAuthenticator(
+                        self._context, keys.listen.authorized_keys, runtime=self._runtime).start()
                 if plan.embedded is not None:
-                    self._embedded = EmbeddedRegistry(plan.embedded, runtime=self._runtime).start()
+                    self._embedded = EmbeddedRegistry(
+                        plan.embedded, runtime=self._runtime, curve=keys and keys.listen).start()
+                curve = {} if keys is None else {"curve": keys.registry}
                 self._matchmaker = self._matchmaker_factory(
                     plan.seed, timing=timing, lookup_timeout=options.lookup_timeout,
                     cache_max_age=options.cache_max_age, runtime=self._runtime,
-                    context=self._context)
+                    context=self._context, **curve)
                 self._matchmaker.start()
                 self._matchmaker.start_heartbeat()
-                self._outbox = Outbox(self._context, self._runtime, options.max_peers)
+                self._outbox = Outbox(self._context, self._runtime, options.max_peers,
+                                      curve=keys and keys.connect)
             except BaseException:
                 self._release()
                 raise
@@ -132,6 +144,7 @@ class ZmqDriver(base.BaseDriver):
                 self._calls = PendingCalls(
                     self._context, self._runtime, options.listen_host,
                     options.advertise_host or options.listen_host, options.max_message_bytes,
+                    curve=self._keys and self._keys.listen,
                 ).start()
             return self._calls
 
@@ -151,7 +164,7 @@ class ZmqDriver(base.BaseDriver):
         """Under the lock: stop what was started, in dependency order, then term the context."""
         for attribute, release in (("_calls", "stop"), ("_outbox", "close"),
                                    ("_matchmaker", "stop"), ("_embedded", "stop"),
-                                   ("_context", "term")):
+                                   ("_authenticator", "stop"), ("_context", "term")):
             part = getattr(self, attribute)
             setattr(self, attribute, None)
             if part is not None:
@@ -318,7 +331,7 @@ class ZmqDriver(base.BaseDriver):
     def _listener(self, topics, host_for, name):
         matchmaker = self._start()
         listener = ZmqListener(self._context, self._runtime, matchmaker, self._outbox, topics,
-                               host_for, self._options, name)
+                               host_for, self._options, name, curve=self._keys and self._keys.listen)
         with self._lock:
             if self._closing.is_set():
                 raise LifecycleError("this zmq transport has been cleaned up")

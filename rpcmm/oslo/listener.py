@@ -94,7 +94,7 @@ class ZmqListener(base.PollStyleListener):
     """
 
     def __init__(self, context, runtime, matchmaker, outbox, topics, host_for,
-                 options, name):
+                 options, name, curve=None):
         super().__init__()
         self._matchmaker = matchmaker
         self._outbox = outbox
@@ -114,7 +114,7 @@ class ZmqListener(base.PollStyleListener):
         self._receiver = Receiver(
             context, runtime, self._accept, options.listen_host,
             options.advertise_host or options.listen_host, options.max_message_bytes,
-            name=name,
+            name=name, curve=curve,
         )
 
     @property

@@ -83,6 +83,27 @@ OPTS = [
         help="Most outgoing connections kept open at once; the least recently used one is "
         "closed beyond that.",
     ),
+    cfg.StrOpt(
+        "secret_key_file",
+        help="CURVE: this process's secret certificate (NAME.key_secret, from 'rpcmm keys "
+        "generate'), presented to registries and RPC peers. Setting the key options makes every "
+        "socket of the driver CURVE; see rpcmm's doc/security.rst.",
+    ),
+    cfg.StrOpt(
+        "rpc_secret_key_file",
+        help="CURVE: the cluster-wide RPC key pair (secret certificate) that listeners and reply "
+        "sockets serve with; callers use its public half.",
+    ),
+    cfg.StrOpt(
+        "registry_key_file",
+        help="CURVE: the registries' public certificate (NAME.key). Not needed with zmq:// (the "
+        "embedded registry serves with the RPC key pair).",
+    ),
+    cfg.StrOpt(
+        "authorized_keys_dir",
+        help="CURVE: directory of the public certificates (*.key) of the processes allowed to "
+        "call this one and to reply to its calls.",
+    ),
     cfg.IntOpt(
         "listener_backlog",
         default=100000,

@@ -15,6 +15,7 @@ import logging
 
 from rpcmm.addressing import Endpoint
 from rpcmm.errors import LifecycleError
+from rpcmm.security import secure_client_socket
 
 __all__ = ["Outbox", "PeerBusy"]
 
@@ -34,13 +35,15 @@ class PeerBusy(Exception):
 class Outbox:
     """Send-only DEALER sockets to peers, keyed by ``host:port``; thread-safe.
 
-    The outbox owns its sockets; the caller owns ``context`` and must :meth:`close` the outbox
+    ``curve`` (a :class:`~rpcmm.security.LoadedCurveClientConfig`) makes every connection a
+    CURVE client. The outbox owns its sockets; the caller owns ``context`` and must :meth:`close` the outbox
     before terming it. :meth:`send` raises :class:`PeerBusy` when the peer's queue is full and
     LifecycleError after :meth:`close`.
     """
 
-    def __init__(self, context, runtime, max_peers):
+    def __init__(self, context, runtime, max_peers, curve=None):
         self._context = context
+        self._curve = curve
         self._zmq = runtime.zmq
         self._lock = runtime.lock()
         self._max_peers = max_peers
@@ -93,6 +96,8 @@ class Outbox:
             socket.setsockopt(zmq.SNDHWM, _SEND_HIGH_WATER_MARK)
             if endpoint.is_ipv6:
                 socket.setsockopt(zmq.IPV6, 1)
+            if self._curve is not None:
+                secure_client_socket(socket, self._curve)
             socket.connect(endpoint.zmq_address())
         except Exception:
             socket.close(linger=0)

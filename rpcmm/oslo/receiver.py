@@ -17,6 +17,7 @@ import uuid
 from rpcmm.addressing import Endpoint
 from rpcmm.errors import LifecycleError, ProtocolError
 from rpcmm.logutil import RateLimitedLogger
+from rpcmm.security import secure_server_socket
 
 __all__ = ["Receiver"]
 
@@ -33,7 +34,8 @@ _JOIN_TIMEOUT = 5.0
 class Receiver:
     """Reads messages from a ROUTER bound on ``tcp://<listen_host>:*`` and hands them on.
 
-    ``handle(frames)`` is called in the reading task with the frames after the sender's
+    ``curve`` (a :class:`~rpcmm.security.LoadedCurveServerConfig`) makes the socket a CURVE
+    server. ``handle(frames)`` is called in the reading task with the frames after the sender's
     identity, one message at a time; it must be quick and must not raise (what it raises is
     logged and the message dropped). ``advertise_host`` is the address peers are told.
 
@@ -43,8 +45,9 @@ class Receiver:
     """
 
     def __init__(self, context, runtime, handle, listen_host, advertise_host, max_message_bytes,
-                 name="rpcmm-oslo-receiver"):
+                 name="rpcmm-oslo-receiver", curve=None):
         self._context = context
+        self._curve = curve
         self._runtime = runtime
         self._handle = handle
         self._listen = Endpoint(listen_host, 0)
@@ -115,6 +118,9 @@ class Receiver:
             socket.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
             if self._listen.is_ipv6:
                 socket.setsockopt(zmq.IPV6, 1)
+            if self._curve is not None:
+                # Only the tcp endpoint is CURVE; the inproc wake endpoint has no handshake.
+                secure_server_socket(socket, self._curve)
             socket.bind(self._listen.zmq_address())
             port = int(socket.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
             socket.bind(self._wake_address)
