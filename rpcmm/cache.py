@@ -96,7 +96,7 @@ class LookupCache:
         """Apply a live-feed DELTA; see :class:`Applied`."""
         with self._lock:
             entry = self._entries.get(delta.topic)
-            if entry is None:
+            if entry is None or delta.version <= delta.previous:  # unknown topic, or nonsense
                 return Applied.IGNORED
             if entry[3] != delta.epoch or delta.previous != entry[4]:
                 if entry[3] == delta.epoch and delta.version <= entry[4]:

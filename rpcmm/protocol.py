@@ -447,8 +447,11 @@ def _decode_hosts(data):
 
 def _decode_delta(data):
     _need(data, 7, "DELTA")
-    return Delta(_counter(data[2], "epoch"), _counter(data[3], "version"), _counter(data[4], "previous"),
-                 _name(data[5], "topic"), _names(data[6], "hosts", 1 << 20))
+    version, previous = _counter(data[3], "version"), _counter(data[4], "previous")
+    if version <= previous:
+        raise ProtocolError(f"a DELTA's version ({version}) must be above its previous ({previous})")
+    return Delta(_counter(data[2], "epoch"), version, previous, _name(data[5], "topic"),
+                 _names(data[6], "hosts", 1 << 20))
 
 
 def _decode_snapshot(data):

@@ -88,6 +88,8 @@ def decode(frames):
         body = jsonutils.loads(bytes(raw))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"body is not JSON: {exc}") from None
+    except RecursionError:  # a few kB of "[[[[..." would otherwise escape as a crash
+        raise ProtocolError("body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ProtocolError("body is not a JSON object")
     kind = body.get("k")

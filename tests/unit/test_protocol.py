@@ -78,6 +78,7 @@ def pack(*fields):
     (pack(1, 5, 1, ["h"], 1, 1, True, 0.0), "unknown registry state"),
     (pack(1, 5, 1, ["h"], -1, 1, 0, 0.0), "epoch"),
     (pack(1, 8, 1, 2, 1, "t"), "truncated"),
+    (pack(1, 8, 1, 2, 2, "t", []), "must be above its previous"),
     (pack(1, 10, 1, 2, 0, 0.0, 0.0), "tick interval"),
     (pack(1, 12, 1, 0, 1, 1, 1, 1, 70000, 0.0, "", -1.0), "feed port"),
     (pack(1, 12, 1, 0, 1, 1, 1, 1, 1, 0.0, "", -2.0), "synced_age"),
