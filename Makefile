@@ -21,8 +21,8 @@ test: $(VENV)/.installed system-deps
 ## make oslo-functional: oslo.messaging's functional suite, with registries in the URL and with
 ## plain zmq:// (the embedded registry, on the fixed loopback port 7710).
 oslo-functional: $(VENV)/.installed
-	PYTHON=$(BIN)/python tests/oslo/run_functional.sh
-	PYTHON=$(BIN)/python tests/oslo/run_functional.sh --embedded
+	PYTHON=$(abspath $(BIN))/python tests/oslo/run_functional.sh
+	PYTHON=$(abspath $(BIN))/python tests/oslo/run_functional.sh --embedded
 
 $(VENV)/.installed: setup.cfg requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)

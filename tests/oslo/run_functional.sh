@@ -16,6 +16,8 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x "$repo/.venv/bin/python" ]]; then PYTHON="$repo/.venv/bin/python"; else PYTHON=python3; fi
 fi
+# Absolute, since the suite runs from a scratch directory (not resolved: a venv's python is a link).
+if [[ "$PYTHON" == */* ]]; then PYTHON="$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")"; fi
 mode=url
 if [[ "${1:-}" == "--embedded" ]]; then mode=embedded; shift; fi
 
