@@ -1,0 +1,1 @@
+"""rpcmm benchmarks: ``benchmarks/run`` (see main.py and doc/performance.rst)."""

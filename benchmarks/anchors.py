@@ -1,0 +1,181 @@
+"""The anchors: what rpcmm is compared against, measured in the same run, the same way.
+
+Each mirrors one script of ``shared/baselines`` (same payload sizes, data sets, loop shapes):
+
+- :func:`dict_lookup`: the floor of a cached lookup, a bare dict of topics with an expiry
+  check (``04_dict_lookup.py``);
+- :func:`zmq_round_trip`: raw pyzmq DEALER->ROUTER request/reply between two processes
+  (``02_zmq_raw.py``), here with the request and reply sizes of an rpcmm LOOKUP/HOSTS pair;
+- :class:`RedisMatchmaker`: the seed's Redis matchmaker data model driven by redis-py
+  (``03_redis.py``): lookup = SMEMBERS then EXISTS per member, heartbeat = EXPIRE per topic
+  with one host's topics per pipeline;
+- :func:`pub_sub_one_way`: raw pyzmq PUB->SUB one-way latency between two processes.
+
+The oslo.messaging-over-RabbitMQ anchor shares its code with rpcmm's own oslo rows, in
+:mod:`benchmarks.oslo_rpc`.
+"""
+
+import random
+import struct
+import time
+
+import zmq
+
+from benchmarks import servers
+from benchmarks.measure import latency_summary, per_op_ns
+
+__all__ = ["LookupData", "dict_lookup", "zmq_round_trip", "RedisMatchmaker", "pub_sub_one_way"]
+
+_TIMEOUT_MS = 10_000
+
+
+class LookupData:
+    """The cached-lookup data set: ``topics`` topics, each mapped to a tuple of 10 host names
+    drawn from 500 shared strings (as a cache holds them), and ``samples`` pre-shuffled keys."""
+
+    def __init__(self, topics=100_000, samples=1_000_000, seed=1):
+        rnd = random.Random(seed)
+        names = [f"host-{i:03d}.example.org" for i in range(500)]
+        self.answers = {f"topic.{i:06d}": tuple(names[(i + j) % 500] for j in range(10)) for i in range(topics)}
+        keys = list(self.answers)
+        rnd.shuffle(keys)
+        self.sample = [keys[i % topics] for i in range(samples)]
+
+
+def dict_lookup(data, repeat):
+    """ns per ``lookup(topic)``: ``exp.get`` plus an expiry-timestamp check (the anchor's shape)."""
+    now = time.monotonic()
+    exp = {k: (now + 3600.0, v) for k, v in data.answers.items()}
+
+    def lookup(topic):
+        e = exp.get(topic)
+        if e is None or e[0] < now:
+            return ()
+        return e[1]
+
+    return per_op_ns("lookup(k)", {"lookup": lookup}, data.sample, repeat)
+
+
+def zmq_round_trip(request_bytes, reply_bytes, n, warmup=1000):
+    """Raw DEALER->ROUTER round trips to a ROUTER in another process; a latency summary."""
+    port = servers.free_port()
+    server = servers.start_role("reply", port, reply_bytes, n + warmup + 10, name="zmq-reply")
+    ctx = zmq.Context()
+    d = ctx.socket(zmq.DEALER)
+    d.setsockopt(zmq.LINGER, 0)
+    d.RCVTIMEO = _TIMEOUT_MS
+    try:
+        d.connect(f"tcp://127.0.0.1:{port}")
+        payload = b"x" * request_bytes
+        for _ in range(warmup):
+            d.send(payload)
+            d.recv()
+        pc = time.perf_counter_ns
+        lat = [0] * n
+        for i in range(n):
+            t = pc()
+            d.send(payload)
+            d.recv()
+            lat[i] = pc() - t
+        return dict(latency_summary(lat), samples_ns=lat)
+    finally:
+        d.close()
+        ctx.term()
+        server.stop()
+
+
+class RedisMatchmaker:
+    """The seed's Redis matchmaker data model on a loopback redis-server (see module docstring).
+
+    1000 topics x 10 hosts; before lookups, 2 of each topic's 10 host keys are deleted, so each
+    lookup filters out 2 and returns 8, as in the anchor script.
+    """
+
+    TOPICS = 1000
+    HOSTS = 10
+    TTL = 30
+
+    def __init__(self, port):
+        import redis
+        self.r = redis.Redis(host="127.0.0.1", port=port)
+        self.topics = [f"topic{i:04d}" for i in range(self.TOPICS)]
+        self.hosts = [f"host{i:03d}" for i in range(self.HOSTS)]
+
+    def close(self):
+        self.r.close()
+
+    def load(self):
+        """SADD topic topic.host + SET topic.host '' EX ttl for every pair, then expire 2 per topic."""
+        r = self.r
+        r.flushdb()
+        p = r.pipeline(transaction=False)
+        for t in self.topics:
+            for h in self.hosts:
+                k = f"{t}.{h}"
+                p.sadd(t, k)
+                p.set(k, "", ex=self.TTL)
+        p.execute()
+        p = r.pipeline(transaction=False)
+        for t in self.topics:
+            for h in self.hosts[:2]:
+                p.delete(f"{t}.{h}")
+        p.execute()
+
+    def lookup_latency(self, n, rnd):
+        """``n`` lookups of random topics: SMEMBERS, then EXISTS per member (1 + 10 round trips)."""
+        r = self.r
+        order = [rnd.choice(self.topics) for _ in range(n)]
+        pc = time.perf_counter_ns
+        lat = [0] * n
+        alive = ()
+        for i, t in enumerate(order):
+            t0 = pc()
+            members = r.smembers(t)
+            alive = [m for m in members if r.exists(m)]
+            lat[i] = pc() - t0
+        assert len(alive) == self.HOSTS - 2, len(alive)
+        return dict(latency_summary(lat), samples_ns=lat)
+
+    def heartbeat_rate(self, n):
+        """Topic-heartbeats per second: a host's 10 EXPIREs in one pipeline (1 round trip per host).
+
+        ``n`` topic-heartbeats in all, i.e. ``n // 10`` pipelines, as the anchor script does them.
+        """
+        r = self.r
+        host_topics = self.topics[:10]
+        t0 = time.perf_counter()
+        for b in range(n // 10):
+            h = self.hosts[b % len(self.hosts)]
+            p = r.pipeline(transaction=False)
+            for t in host_topics:
+                p.expire(f"{t}.{h}", self.TTL)
+            p.execute()
+        return (n // 10) * 10 / (time.perf_counter() - t0)
+
+
+def pub_sub_one_way(n, gap_us, size):
+    """One-way PUB->SUB latency (CLOCK_MONOTONIC stamps, two processes); a latency summary."""
+    port = servers.free_port()
+    server = servers.start_role("pub", port, n, gap_us, size, name="zmq-pub", stdin=True)
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.SUB)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.SUBSCRIBE, b"")
+    s.RCVTIMEO = _TIMEOUT_MS
+    try:
+        s.connect(f"tcp://127.0.0.1:{port}")
+        time.sleep(0.3)  # let the subscription reach the publisher (slow joiner)
+        server.popen.stdin.write("go\n")
+        server.popen.stdin.flush()
+        lat = []
+        for _ in range(n + 1):
+            msg = s.recv()
+            now = time.monotonic_ns()
+            if msg == b"END":
+                break
+            lat.append(now - struct.unpack_from("<q", msg)[0])
+        return dict(latency_summary(lat), samples_ns=lat)
+    finally:
+        s.close()
+        ctx.term()
+        server.stop()

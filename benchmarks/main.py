@@ -1,0 +1,454 @@
+"""``benchmarks/run [--quick] [--json FILE]``: rpcmm against its anchors, side by side (issue #6).
+
+Every anchor is measured in this run, on this machine, interleaved with the rpcmm figure it
+anchors (anchor, rpcmm, anchor, rpcmm, ...), so drift on a noisy machine hits both alike.
+Each figure is the median of several repeats; the min-max range is kept in the JSON.
+
+Sections (each one's failure is reported in its rows and the others still run; section 4
+runs last, see main()):
+
+1. cached lookup vs a bare dict lookup with an expiry check;
+2. remote lookup (cache bypassed) vs a raw pyzmq DEALER->ROUTER round trip of the same sizes;
+3. remote lookup vs the seed's Redis matchmaker lookup; registry ingest vs its Redis heartbeat;
+4. oslo.messaging call/cast over rpcmm's ``zmq://`` vs over RabbitMQ;
+5. change propagation to live-subscribed caches vs raw PUB->SUB one way;
+6. scale: one registry from 1k to 100k hosts (:mod:`benchmarks.scale`).
+
+Exit status: 0 when everything that is installed was measured (goals met or not), 1 when a
+measurement failed, 2 on bad usage.
+"""
+
+import argparse
+import os
+import random
+import signal
+import sys
+import time
+import traceback
+import warnings
+
+from benchmarks import anchors, loadgen, oslo_rpc, report, rpcmm_paths, scale, servers
+from benchmarks.measure import machine_info, spread
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMAGES = os.path.join(ROOT, "doc", "images")
+
+
+class Settings:
+    """Counts and repeats: ``--quick`` (about two minutes) or the full run."""
+
+    def __init__(self, quick):
+        self.quick = quick
+        self.repeats = 2 if quick else 3
+        self.dict_samples = 200_000 if quick else 1_000_000
+        self.timeit_repeat = 3 if quick else 7
+        self.rtt_n = 3000 if quick else 20_000
+        self.redis_lookups = 1000 if quick else 5000
+        self.redis_heartbeats = 3000 if quick else 20_000
+        self.ingest_rounds = 10 if quick else 40
+        self.oslo_n = 300 if quick else 2000
+        self.pubsub_n = 1000 if quick else 5000
+        self.scale_sizes = (1000, 10_000) if quick else (1000, 10_000, 100_000)
+        self.scale_paced_s = 3 if quick else 8
+        self.scale_idle_lookups = 1000 if quick else 5000
+
+
+def _strip(runs):
+    """Latency summaries without their raw samples (kept out of the JSON)."""
+    return [{k: v for k, v in r.items() if k != "samples_ns"} for r in runs]
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Run:
+    """Collects metric rows and raw details; a section that fails marks its rows failed."""
+
+    def __init__(self, settings, checkpoint=None):
+        self.s = settings
+        self.checkpoint = checkpoint  # called after each section (writes the JSON so far)
+        self.rows = []
+        self.details = {}
+        self.failed = False
+        self.plots = []
+
+    def section(self, title, fn, fallback_rows):
+        """Run one section; on Missing its rows become 'skipped', on another error 'error'."""
+        log(f"== {title}")
+        t = time.perf_counter()
+        try:
+            fn()
+        except servers.Missing as exc:
+            log(f"   skipped: {exc}")
+            self.rows += [dict(r, status=f"skipped: {exc}") for r in fallback_rows()]
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            self.failed = True
+            log(f"   FAILED: {exc}\n{traceback.format_exc()}")
+            self.rows += [dict(r, status=f"error: {type(exc).__name__}: {exc}") for r in fallback_rows()]
+        log(f"   ({time.perf_counter() - t:.1f} s)")
+        if self.checkpoint:
+            self.checkpoint()
+
+
+# -- sections -------------------------------------------------------------------------------
+
+
+def lookups_section(run, registry_endpoint, registry_pid):
+    """Sections 1 and 2: cached and remote lookups against the dict and raw-zmq anchors."""
+    s = run.s
+    data = anchors.LookupData(topics=100_000, samples=s.dict_samples)
+    dict_ns, cached, cached_hosts = [], [], []
+    for _ in range(s.repeats):
+        dict_ns.append(anchors.dict_lookup(data, s.timeit_repeat)["median_ns"])
+        c = rpcmm_paths.cached_lookup(registry_endpoint, data, s.timeit_repeat)
+        cached.append(c["anycast"]["median_ns"])
+        cached_hosts.append(c["hosts"]["median_ns"])
+    del data
+    run.details["cached_lookup"] = {"dict_ns": dict_ns, "rpcmm_lookup_anycast_ns": cached,
+                                    "rpcmm_hosts_ns": cached_hosts, "topics": 100_000, "samples": s.dict_samples}
+    d, c, h = spread(dict_ns), spread(cached), spread(cached_hosts)
+    run.rows.append(report.metric(
+        "cached lookup: mm.lookup(Anycast(topic)), 100k topics", c["median"], "ns",
+        "dict get + expiry check", d["median"], ("<=", 3.0), value_spread=c, anchor_spread=d))
+    run.rows.append(report.metric(
+        "cached lookup: mm.hosts(topic) (validates the name)", h["median"], "ns",
+        "dict get + expiry check", d["median"], None, value_spread=h, anchor_spread=d))
+
+    # Section 2: the registry holds 1000 hosts x 10 topics (1000 topics of 10 hosts).
+    topics = [loadgen.topic_name(j) for j in range(1000)]
+    request_bytes, reply_bytes = rpcmm_paths.lookup_frame_sizes(registry_endpoint, topics[0])
+    remote = rpcmm_paths.RemoteLookup(registry_endpoint, topics)
+    rnd = random.Random(3)
+    zmq_runs, rpcmm_runs = [], []
+    try:
+        for _ in range(s.repeats):
+            zmq_runs.append(anchors.zmq_round_trip(request_bytes, reply_bytes, s.rtt_n))
+            rpcmm_runs.append(remote.latency(s.rtt_n, rnd, expect=10))
+    finally:
+        remote.close()
+    run.details["remote_lookup"] = {
+        "request_bytes": request_bytes, "reply_bytes": reply_bytes, "n": s.rtt_n,
+        "zmq_runs": _strip(zmq_runs), "rpcmm_runs": _strip(rpcmm_runs)}
+    cdfs = run.details.setdefault("lookup_cdfs_us", {})
+    cdfs["rpcmm remote lookup (cache bypassed)"] = report.quantiles(rpcmm_runs[-1]["samples_ns"])
+    cdfs[f"raw zmq DEALER->ROUTER ({request_bytes} B / {reply_bytes} B)"] = report.quantiles(zmq_runs[-1]["samples_ns"])
+    for q in ("p50_us", "p99_us"):
+        v, a = spread([r[q] for r in rpcmm_runs]), spread([r[q] for r in zmq_runs])
+        run.rows.append(report.metric(
+            f"remote lookup (cache bypassed) {q[:3]}", v["median"], "µs",
+            f"raw pyzmq DEALER->ROUTER RTT {q[:3]} ({request_bytes} B / {reply_bytes} B)", a["median"],
+            ("<=", 1.5), value_spread=v, anchor_spread=a))
+    run.details["remote_lookup_p50_us"] = spread([r["p50_us"] for r in rpcmm_runs])
+
+
+def _remote_rows():
+    return [report.skipped("remote lookup (cache bypassed) p50", "µs", "raw pyzmq DEALER->ROUTER RTT p50", ("<=", 1.5), ""),
+            report.skipped("remote lookup (cache bypassed) p99", "µs", "raw pyzmq DEALER->ROUTER RTT p99", ("<=", 1.5), "")]
+
+
+def _cached_rows():
+    return [report.skipped("cached lookup: mm.lookup(Anycast(topic)), 100k topics", "ns", "dict get + expiry check",
+                           ("<=", 3.0), "")]
+
+
+def redis_section(run, registry_endpoint, registry_pid, gen):
+    """Section 3: remote lookup vs Redis lookup; registry ingest vs Redis heartbeat."""
+    s = run.s
+    rpcmm_p50 = run.details.get("remote_lookup_p50_us")
+    ingest, batched = [], []
+    redis_lookup, redis_hb = [], []
+    rnd = random.Random(5)
+    redis_error = None
+    rds = None
+    try:
+        server, port = servers.start_redis()
+        rds = anchors.RedisMatchmaker(port)
+        run.details["redis_server"] = server.info.get("version")
+    except servers.Missing as exc:
+        redis_error = str(exc)
+        server = None
+    try:
+        for _ in range(s.repeats):
+            if rds is not None:
+                rds.load()  # fresh keys each repeat: the data set's 30 s TTL must not run out mid-run
+                redis_lookup.append(rds.lookup_latency(s.redis_lookups, rnd))
+                redis_hb.append(rds.heartbeat_rate(s.redis_heartbeats))
+            ingest.append(rpcmm_paths.ingest_rate(gen, registry_pid, 1000, s.ingest_rounds, batch=1))
+            batched.append(rpcmm_paths.ingest_rate(gen, registry_pid, 1000, s.ingest_rounds * 4, batch=256))
+    finally:
+        if rds is not None:
+            rds.close()
+        if server is not None:
+            server.stop()
+    run.details["ingest"] = {"one_host_per_message": ingest, "256_hosts_per_message": batched,
+                             "redis_lookup": _strip(redis_lookup), "redis_heartbeat_topic_per_s": redis_hb}
+    if redis_lookup:
+        run.details.setdefault("lookup_cdfs_us", {})["Redis matchmaker lookup (SMEMBERS + 10 EXISTS)"] = \
+            report.quantiles(redis_lookup[-1]["samples_ns"])
+    v = spread([r["topic_refreshes_per_s"] for r in ingest])
+    vb = spread([r["topic_refreshes_per_s"] for r in batched])
+    vc = spread([r["topic_refreshes_per_cpu_s"] for r in ingest])
+    if rds is None:
+        run.rows.append(report.skipped("remote lookup p50 vs Redis matchmaker lookup (10 hosts)", "µs",
+                                       "redis-py SMEMBERS + EXISTS per member", (">=", 8.0), f"skipped: {redis_error}",
+                                       ratio_is="anchor/value"))
+        run.rows.append(report.metric("registry ingest, one host (10 topics) per message", v["median"],
+                                      "topic refreshes/s", "Redis EXPIRE per topic, 1 pipeline per host", None,
+                                      None, value_spread=v, note=f"anchor skipped: {redis_error}"))
+    else:
+        a = spread([r["p50_us"] for r in redis_lookup])
+        run.rows.append(report.metric(
+            "remote lookup p50 vs Redis matchmaker lookup (10 hosts)", rpcmm_p50["median"] if rpcmm_p50 else None,
+            "µs", "redis-py SMEMBERS + EXISTS per member (p50)", a["median"], (">=", 8.0), ratio_is="anchor/value",
+            value_spread=rpcmm_p50, anchor_spread=a))
+        ah = spread(redis_hb)
+        run.rows.append(report.metric(
+            "registry ingest, one host (10 topics) per message", v["median"], "topic refreshes/s",
+            "Redis EXPIRE per topic, 1 pipeline per host", ah["median"], (">=", 10.0), value_spread=v,
+            anchor_spread=ah))
+        run.rows.append(report.metric(
+            "registry ingest per registry CPU-second, one host per message", vc["median"], "topic refreshes/CPU-s",
+            "Redis EXPIRE per topic, 1 pipeline per host", ah["median"], None, value_spread=vc, anchor_spread=ah))
+        run.rows.append(report.metric(
+            "registry ingest, 256 hosts per message", vb["median"], "topic refreshes/s",
+            "Redis EXPIRE per topic, 1 pipeline per host", ah["median"], None, value_spread=vb, anchor_spread=ah))
+
+
+def _redis_rows():
+    return [report.skipped("remote lookup p50 vs Redis matchmaker lookup (10 hosts)", "µs",
+                           "redis-py SMEMBERS + EXISTS per member", (">=", 8.0), "", ratio_is="anchor/value"),
+            report.skipped("registry ingest, one host (10 topics) per message", "topic refreshes/s",
+                           "Redis EXPIRE per topic, 1 pipeline per host", (">=", 10.0), "")]
+
+
+def _oslo_rows(status=""):
+    return [report.skipped("oslo.messaging call p50 (zmq://)", "µs", "same call over rabbit:// + RabbitMQ",
+                           (">=", 5.0), status, ratio_is="anchor/value"),
+            report.skipped("oslo.messaging call p99 (zmq://)", "µs", "same call over rabbit:// + RabbitMQ",
+                           (">=", 5.0), status, ratio_is="anchor/value"),
+            report.skipped("oslo.messaging cast throughput (zmq://)", "casts/s", "same cast over rabbit:// + RabbitMQ",
+                           (">=", 10.0), status)]
+
+
+def oslo_section(run):
+    """Section 4: oslo.messaging call/cast over rabbit:// (anchor) and zmq:// (rpcmm's driver)."""
+    s = run.s
+    runs = max(1, s.repeats - 1) if s.quick else s.repeats
+    rabbit = zmq_result = None
+    rabbit_status = zmq_status = None
+    try:
+        import oslo_messaging  # noqa: F401
+    except ImportError:
+        raise servers.Missing("oslo.messaging not installed (pip install oslo.messaging)") from None
+    try:
+        server, port, ready_s = servers.start_rabbit()
+        try:
+            log(f"   rabbitmq ready in {ready_s:.1f} s")
+            rabbit = oslo_rpc.measure(f"rabbit://guest:guest@127.0.0.1:{port}/", s.oslo_n, runs, name="rabbit")
+            rabbit["ready_s"] = round(ready_s, 1)
+        finally:
+            server.stop()
+            for srv in list(servers.STARTED):
+                if srv.name == "epmd":
+                    srv.stop()
+    except servers.Missing as exc:
+        rabbit_status = f"skipped: {exc}"
+    zmq_status = oslo_rpc.driver_status()
+    if zmq_status is None:
+        registry, endpoint = servers.start_registry(name="oslo-registry")
+        try:
+            conf_path = os.path.join(servers.LOG_DIR, "oslo-rpcmm.conf")
+            seed_path = os.path.join(servers.LOG_DIR, "oslo-seed.json")
+            with open(seed_path, "w") as f:
+                f.write('{"rpcmm-registry": ["%s"]}\n' % endpoint)
+            with open(conf_path, "w") as f:
+                f.write(f"[rpcmm]\nseed_file = {seed_path}\n")
+            zmq_result = oslo_rpc.measure(f"zmq://{endpoint}/", s.oslo_n, runs, config_file=conf_path, name="zmq")
+        finally:
+            registry.stop()
+    else:
+        zmq_status = f"{zmq_status}"
+    details = {}
+    for label, res in (("rabbit", rabbit), ("zmq", zmq_result)):
+        if res:
+            details[label] = {"first_call_s": res["first_call_s"], "runs": _strip(res["runs"])}
+            details.setdefault("cdf_us", {})[f"oslo call over {label}://"] = report.quantiles(res["runs"][-1]["samples_ns"])
+    run.details["oslo"] = details
+
+    def pick(res, key):
+        if not res:
+            return None
+        vals = [r["call"][key] for r in res["runs"]] if key != "cast" else [r["cast_per_s"] for r in res["runs"]]
+        return spread(vals)
+
+    rows = []
+    for key, label, unit, goal, ratio_is in (
+            ("p50_us", "oslo.messaging call p50 (zmq://)", "µs", (">=", 5.0), "anchor/value"),
+            ("p99_us", "oslo.messaging call p99 (zmq://)", "µs", (">=", 5.0), "anchor/value"),
+            ("cast", "oslo.messaging cast throughput (zmq://)", "casts/s", (">=", 10.0), "value/anchor")):
+        v, a = pick(zmq_result, key), pick(rabbit, key)
+        anchor = "same " + ("cast" if key == "cast" else "call") + " over rabbit:// + RabbitMQ"
+        if v is None:
+            rows.append(report.skipped(label, unit, anchor, goal, zmq_status, anchor_value=a and a["median"],
+                                       ratio_is=ratio_is))
+        elif a is None:
+            rows.append(report.metric(label, v["median"], unit, anchor, None, goal, ratio_is=ratio_is,
+                                      value_spread=v, note=rabbit_status))
+        else:
+            rows.append(report.metric(label, v["median"], unit, anchor, a["median"], goal, ratio_is=ratio_is,
+                                      value_spread=v, anchor_spread=a))
+    run.rows += rows
+
+
+def propagation_section(run):
+    """Section 5: change propagation to live-subscribed caches vs raw PUB->SUB one way."""
+    s = run.s
+    anchor_runs = [anchors.pub_sub_one_way(s.pubsub_n, 500, 100) for _ in range(s.repeats)]
+    a99, a50 = spread([r["p99_us"] for r in anchor_runs]), spread([r["p50_us"] for r in anchor_runs])
+    run.details["pubsub_anchor"] = _strip(anchor_runs)
+    try:
+        import rpcmm.feed  # noqa: F401  (issue #4's live cache)
+    except ImportError:
+        run.rows.append(report.skipped("change propagation to subscribed caches p99", "µs",
+                                       "raw pyzmq PUB->SUB one-way p99 (100 B)", ("<=", 5.0),
+                                       "not implemented yet (issue #4: no rpcmm.feed)", anchor_value=a99["median"]))
+        return
+    registry, endpoint = servers.start_registry(name="feed-registry")
+    try:
+        runs = [rpcmm_paths.change_propagation(endpoint, s.pubsub_n // 2) for _ in range(s.repeats)]
+    finally:
+        registry.stop()
+    run.details["propagation"] = _strip(runs)
+    cdfs = run.details.setdefault("propagation_cdfs_us", {})
+    cdfs["rpcmm change -> subscribed cache"] = report.quantiles(runs[-1]["samples_ns"])
+    cdfs["raw zmq PUB->SUB one way (100 B)"] = report.quantiles(anchor_runs[-1]["samples_ns"])
+    v99, v50 = spread([r["p99_us"] for r in runs]), spread([r["p50_us"] for r in runs])
+    missed = sum(r["missed"] for r in runs)
+    if v99 is None:
+        raise RuntimeError(f"no change reached the subscribed cache ({missed} missed)")
+    run.rows.append(report.metric("change propagation to subscribed caches p99", v99["median"], "µs",
+                                  "raw pyzmq PUB->SUB one-way p99 (100 B)", a99["median"], ("<=", 5.0),
+                                  value_spread=v99, anchor_spread=a99,
+                                  note=f"{missed} change(s) not seen within 1 s" if missed else None))
+    run.rows.append(report.metric("change propagation to subscribed caches p50", v50["median"], "µs",
+                                  "raw pyzmq PUB->SUB one-way p50 (100 B)", a50["median"], None,
+                                  value_spread=v50, anchor_spread=a50))
+
+
+def scale_section(run):
+    s = run.s
+    steps = scale.run_scale(s.scale_sizes, s.scale_paced_s, s.scale_idle_lookups, log=log)
+    run.details["scale"] = steps
+    top = steps[-1]
+    run.rows.append(report.metric(
+        f"scale: saturated heartbeat ingest at {top['hosts']:,} hosts (256 hosts/message)",
+        top["flood"]["hosts_per_s"], "hosts/s (10 topics each)", "-", None))
+    run.rows.append(report.metric(
+        f"scale: saturated heartbeat ingest at {top['hosts']:,} hosts (1 host/message)",
+        top["flood_one_host_per_message"]["hosts_per_s"], "hosts/s (10 topics each)", "-", None))
+    run.rows.append(report.metric(
+        f"scale: lookup p99 while {top['hosts']:,} hosts heartbeat every 1 s", top["lookup_ingest"]["p99_us"], "µs",
+        "same lookups, registry idle (p99)", top["lookup_idle"]["p99_us"], None))
+    run.rows.append(report.metric(
+        f"scale: registry RSS per registration at {top['hosts']:,} hosts", top["bytes_per_registration"], "bytes",
+        "-", None))
+    run.rows.append(report.metric(
+        "scale: registry CPU per host heartbeat, largest / smallest size",
+        top["flood"]["cpu_us_per_host"], "µs", f"same at {steps[0]['hosts']:,} hosts",
+        steps[0]["flood"]["cpu_us_per_host"], None))
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def _plots(run, images):
+    written = []
+    if report.plot_cdfs(os.path.join(images, "lookup_latency.png"), "remote lookup vs its anchors (CDF)",
+                        run.details.get("lookup_cdfs_us", {})):
+        written.append(os.path.join(images, "lookup_latency.png"))
+    oslo = run.details.get("oslo", {}).get("cdf_us", {})
+    if report.plot_cdfs(os.path.join(images, "oslo_call_latency.png"), "oslo.messaging call latency (CDF)", oslo):
+        written.append(os.path.join(images, "oslo_call_latency.png"))
+    if report.plot_cdfs(os.path.join(images, "propagation_latency.png"), "change propagation vs PUB->SUB (CDF)",
+                        run.details.get("propagation_cdfs_us", {})):
+        written.append(os.path.join(images, "propagation_latency.png"))
+    if report.plot_scale(os.path.join(images, "scale.png"), run.details.get("scale")):
+        written.append(os.path.join(images, "scale.png"))
+    return written
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="benchmarks/run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small counts, one scale step less (about 2 min)")
+    parser.add_argument("--json", metavar="FILE", help="write machine, metrics and raw details as JSON")
+    parser.add_argument("--rst", metavar="FILE", help="write the metric table as a reStructuredText list-table")
+    parser.add_argument("--plots", metavar="DIR", default=None,
+                        help="write the PNG plots here (default: doc/images for a full run, none for --quick,"
+                             " so a quick run never replaces the documented plots)")
+    parser.add_argument("--scale-sizes", metavar="N,N,...", default=None,
+                        help="host counts of the scale section (default: 1000,10000 quick; 1000,10000,100000 full)")
+    parser.add_argument("--only", metavar="SECTIONS", default="lookups,redis,oslo,propagation,scale",
+                        help="comma-separated sections to run (default: all)")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")  # eventlet's deprecation notice (oslo.messaging imports it)
+    only = set(args.only.split(","))
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    run = Run(Settings(args.quick))
+    machine = machine_info()
+    if args.json:  # the figures so far, so an interrupted run keeps what it measured
+        run.checkpoint = lambda: report.write_json(args.json, machine, run.rows, run.details)
+    if args.scale_sizes:
+        run.s.scale_sizes = tuple(int(n) for n in args.scale_sizes.split(","))
+    machine["command"] = "benchmarks/run " + " ".join(argv if argv is not None else sys.argv[1:])
+    t0 = time.perf_counter()
+    try:
+        if only & {"lookups", "redis"}:
+            # 16 sockets: a registry rate-limits each peer (rpcmm.limits), and hosts are many peers.
+            with servers.registry_and_loadgen("registry", scale.SOCKETS) as (registry, endpoint, gen):
+                rpcmm_paths.populate(gen, 1000)
+                if "lookups" in only:
+                    run.section("1-2. cached and remote lookups",
+                                lambda: lookups_section(run, endpoint, registry.pid),
+                                lambda: _cached_rows() + _remote_rows())
+                if "redis" in only:
+                    run.section("3. Redis matchmaker anchors and registry ingest",
+                                lambda: redis_section(run, endpoint, registry.pid, gen), _redis_rows)
+        if "propagation" in only:
+            run.section("5. change propagation", lambda: propagation_section(run), lambda: [report.skipped(
+                "change propagation to subscribed caches p99", "µs", "raw pyzmq PUB->SUB one-way p99", ("<=", 5.0), "")])
+        if "scale" in only:
+            run.section("6. scale", lambda: scale_section(run), lambda: [])
+        # Last: importing oslo.messaging and running its drivers in this process changes it
+        # (threads, eventlet, the global cfg.CONF), which must not touch the other figures.
+        if "oslo" in only:
+            run.section("4. oslo.messaging call and cast", lambda: oslo_section(run), _oslo_rows)
+    except KeyboardInterrupt:
+        log(f"interrupted; stopping servers\n{traceback.format_exc()}")
+        return 130
+    finally:
+        servers.stop_all()
+    machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    machine["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    images = args.plots or (None if args.quick else IMAGES)
+    plots = _plots(run, images) if images else []
+    print()
+    report.print_table(run.rows, sys.stdout)
+    print(f"\n{machine['cpu']}, {machine['cpus']} CPUs, Python {machine['python']}, "
+          f"{machine['wall_seconds']} s" + (f"; plots: {', '.join(plots)}" if plots else ""))
+    if args.json:
+        report.write_json(args.json, machine, run.rows, run.details)
+    if args.rst:
+        with open(args.rst, "w") as f:
+            f.write(report.rst_table(run.rows))
+    return 1 if run.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
