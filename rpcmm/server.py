@@ -69,6 +69,10 @@ DEFAULT_PEER_TIMEOUT = 1.0
 _DRAIN_BATCH = 512
 #: Queue depth (messages) of the ROUTER and XPUB sockets.
 _HIGH_WATER_MARK = 100_000
+#: Bytes of recent HEARTBEAT frames kept with their decoded message (see RegistryServer._decode).
+_MEMO_BYTES = 32 << 20
+#: Frames larger than this are always decoded afresh.
+_MEMO_MAX_FRAME = 64 << 10
 
 
 class ServerStats:
@@ -134,6 +138,8 @@ class RegistryServer:
         self._task = None
         self._bound = None
         self._drops = RateLimitedLogger(LOG)
+        self._memo = {}  # heartbeat frame (bytes) -> its decoded Heartbeat, oldest first
+        self._memo_bytes = 0
 
     @property
     def endpoint(self):
@@ -321,7 +327,7 @@ class RegistryServer:
                 self._drop(identity, f"over its rate limit (key {key})")
                 continue
             try:
-                message = protocol.decode(frame)
+                message = self._decode(frame)
             except ProtocolError as exc:
                 self._drop(identity, str(exc))
                 continue
@@ -341,6 +347,32 @@ class RegistryServer:
                     socket.send_multipart([identity, protocol.encode(reply)], zmq.NOBLOCK)
                 except zmq.Again:
                     self._drop(identity, "reply queue full; reply dropped")
+
+    def _decode(self, frame):
+        """protocol.decode, remembered for HEARTBEAT frames.
+
+        A host sends the same bytes every interval until its topics change, so most heartbeats
+        repeat a frame seen one interval ago: a dict lookup then replaces unpacking and
+        validating every name. decode() is a pure function of the bytes and its messages are
+        immutable, so the remembered message is exactly what decoding again would give; and
+        the table then compares the host's topics with the very tuple it stored (identical
+        objects), not with fresh strings. The memo keeps the frames first seen most recently,
+        up to _MEMO_BYTES (a registry with more distinct frames than that decodes the rest).
+        """
+        message = self._memo.get(frame)
+        if message is not None:
+            return message
+        message = protocol.decode(frame)
+        size = len(frame)
+        if type(message) is protocol.Heartbeat and size <= _MEMO_MAX_FRAME:
+            memo = self._memo
+            memo[frame] = message
+            self._memo_bytes += size
+            while self._memo_bytes > _MEMO_BYTES:
+                oldest = next(iter(memo))
+                del memo[oldest]
+                self._memo_bytes -= len(oldest)
+        return message
 
     def _handle(self, message, identity, key=None):
         """Apply one message from ``identity`` (its routing id) with CURVE ``key`` (or None)."""

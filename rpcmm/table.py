@@ -15,6 +15,7 @@ Not thread-safe: a registry server owns one table and touches it from its one lo
 
 import enum
 import logging
+import math
 
 from rpcmm.protocol import TableRow
 from rpcmm.timing import TimingBounds
@@ -61,6 +62,8 @@ class RegistryTable:
         self.seq = 0
         #: When the table last heard any heartbeat (None: never).
         self.last_heard = None
+        self._timing = None  # (max ttl, min interval) of all hosts, until a host's timing changes
+        self._earliest = 0.0  # no deadline is earlier than this (a lower bound; see overdue())
 
     def __len__(self):
         return len(self._hosts)
@@ -84,6 +87,8 @@ class RegistryTable:
             # The hot path: one comparison and a deadline. Timing may change without a new set.
             if entry.interval != interval or entry.ttl != ttl:
                 entry.interval, entry.ttl = self.bounds.enforce(interval, ttl)
+                self._timing = None
+                self._earliest = min(self._earliest, now + entry.ttl)
             entry.last_seen = now
             entry.deadline = now + entry.ttl
             return Change.REFRESHED
@@ -91,6 +96,8 @@ class RegistryTable:
             self.remove(host)
             return None
         interval, ttl = self.bounds.enforce(interval, ttl)
+        self._timing = None
+        self._earliest = min(self._earliest, now + ttl)
         if entry is None:
             self._hosts[host] = _Entry(topics, interval, ttl, now)
             self._index(host, (), topics)
@@ -106,6 +113,7 @@ class RegistryTable:
         entry = self._hosts.pop(host, None)
         if entry is None:
             return False
+        self._timing = None
         self._index(host, entry.topics, ())
         return True
 
@@ -117,8 +125,24 @@ class RegistryTable:
         return expired
 
     def overdue(self, now):
-        """The hosts whose deadline has passed, without forgetting them."""
-        return [host for host, entry in self._hosts.items() if entry.deadline <= now]
+        """The hosts whose deadline has passed, without forgetting them.
+
+        Sweeps ask several times a second, and a scan of 100k hosts costs milliseconds, so a
+        scan also records the earliest deadline: until then nobody can be overdue. Heartbeats only
+        push a deadline later; whatever could bring one earlier (a join, a topic change, a shorter
+        TTL) lowers the bound.
+        """
+        if now < self._earliest:
+            return []
+        overdue, earliest = [], math.inf
+        for host, entry in self._hosts.items():
+            deadline = entry.deadline
+            if deadline <= now:
+                overdue.append(host)
+            if deadline < earliest:
+                earliest = deadline
+        self._earliest = earliest
+        return overdue
 
     def silent_for(self, host, now):
         """Seconds since ``host``'s last heartbeat, or None if it is not in the table."""
@@ -132,11 +156,20 @@ class RegistryTable:
 
     def max_ttl(self):
         """The longest TTL of any host (0.0 for an empty table)."""
-        return max((e.ttl for e in self._hosts.values()), default=0.0)
+        return self._timing_extremes()[0]
 
     def min_interval(self):
         """The shortest heartbeat interval of any host (0.0 for an empty table)."""
-        return min((e.interval for e in self._hosts.values()), default=0.0)
+        return self._timing_extremes()[1]
+
+    def _timing_extremes(self):
+        """(max ttl, min interval), scanned once and kept until a host joins, leaves or changes
+        its timing: every sweep asks, and a scan of 100k hosts costs milliseconds."""
+        if self._timing is None:
+            entries = self._hosts.values()
+            self._timing = (max((e.ttl for e in entries), default=0.0),
+                            min((e.interval for e in entries), default=0.0))
+        return self._timing
 
     def version(self, topic):
         """The sequence number of ``topic``'s last change (0 if it never had hosts)."""

@@ -81,7 +81,10 @@ def test_a_lookup_is_one_round_trip(make, monkeypatch):
 
     monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
     assert len(client.lookup(Fanout("compute"))) == 10
-    assert len(sent) == 1
+    # Only data commands count: the pub/sub connection's periodic health-check PING may fall in
+    # the same instant on a loaded machine.
+    data = [c for c in sent if b"PING" not in b"".join(c if isinstance(c, list) else [c])[:64]]
+    assert len(data) == 1, sent
 
 
 # -- pub/sub and the cache ----------------------------------------------------------------------------

@@ -126,3 +126,16 @@ def test_topics_that_empty_forget_their_version_but_versions_never_go_back(table
     assert table.version("gone") == 0 and "gone" not in table._versions
     table.heartbeat("h", ("gone",), 1.0, 3.0, now=1.0)
     assert table.version("gone") > first
+
+
+def test_sweeps_skip_the_scan_until_the_earliest_deadline_but_never_miss_one(table):
+    table.heartbeat("a", ("t",), 1.0, 3.0, now=0.0)
+    table.heartbeat("b", ("t",), 1.0, 5.0, now=0.0)
+    assert table.overdue(1.0) == []  # scans, and learns nothing is due before 3.0
+    table.heartbeat("c", ("t",), 0.1, 0.5, now=1.0)  # a shorter TTL joins: due at 1.5
+    assert table.overdue(1.6) == ["c"]
+    table.heartbeat("a", ("t",), 0.1, 0.2, now=1.7)  # a timing change alone brings a deadline in
+    assert table.overdue(2.0) == ["a", "c"]
+    assert table.max_ttl() == 5.0 and table.min_interval() == 0.1
+    table.remove("a"), table.remove("c")
+    assert table.max_ttl() == 5.0 and table.min_interval() == 1.0
