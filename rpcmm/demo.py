@@ -17,7 +17,6 @@ from rpcmm.backends.registry import RegistryMatchmaker
 from rpcmm.errors import ConfigurationError, RegistryUnavailable
 from rpcmm.seed import Seed, load_seed
 from rpcmm.testing import start_register, start_registry, wait_for
-from rpcmm.timing import HeartbeatTiming
 
 __all__ = ["run_demo"]
 
@@ -145,7 +144,7 @@ def _kill_host(client, victim):
 
 
 def _kill_registry(client, registry_processes, registries, seed_path):
-    preferred = client._client.preferred_endpoint
+    preferred = client.preferred_registry
     _say(f"\nkill -9 registry {preferred} (the one this client was asking)")
     registry_processes[preferred].kill()
     failures, timings = 0, []
@@ -158,7 +157,7 @@ def _kill_registry(client, registry_processes, registries, seed_path):
             continue
         timings.append(time.perf_counter() - started)
         assert "scheduler-1" in answer
-    other = client._client.preferred_endpoint
+    other = client.preferred_registry
     _say(f"  50 lookups after the kill: {failures} failed; the first took {_ms(timings[0])} "
          f"(failover to {other}), median {statistics.median(timings) * 1e6:.0f} us")
     started = time.monotonic()

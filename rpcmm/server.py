@@ -261,13 +261,17 @@ class RegistryServer:
         next_sweep, next_tick = now + self.sweep_interval, now
         try:
             listening = [(socket, zmq.POLLIN), (feed, zmq.POLLIN), (wake, zmq.POLLIN)]
+            # One poller for the steady state: building one per pass would cost every message.
+            steady = zmq.Poller()
+            for item, flags in listening:
+                steady.register(item, flags)
             while True:
-                items = listening
                 wait = min(next_sweep, next_tick) - clock.monotonic()
-                if warmup is not None:
-                    items = listening + warmup.poll_items()
+                if warmup is None:
+                    ready = dict(steady.poll(max(0.0, wait) * 1000))
+                else:  # the first second or so: the warm-up's socket comes and goes
                     wait = min(wait, warmup.deadline - clock.monotonic())
-                ready = native_poll(items, wait)
+                    ready = native_poll(listening + warmup.poll_items(), wait)
                 if wake in ready:
                     return
                 if warmup is not None and not warmup.step(ready, clock.monotonic()):
@@ -336,7 +340,7 @@ class RegistryServer:
                 self.stats.dropped += 1
                 continue
             try:
-                reply = self._handle(message, identity, key)
+                reply = self._handle(message, identity, key, now)
             except Exception:  # a bug must cost one message, never the registry
                 LOG.exception("registry %s: failed to handle a %s message; dropped it", self._bound,
                               type(message).__name__)
@@ -374,10 +378,10 @@ class RegistryServer:
                 self._memo_bytes -= len(oldest)
         return message
 
-    def _handle(self, message, identity, key=None):
-        """Apply one message from ``identity`` (its routing id) with CURVE ``key`` (or None)."""
+    def _handle(self, message, identity, key, now):
+        """Apply one message from ``identity`` (its routing id) with CURVE ``key`` (or None),
+        received at ``now`` (read once per batch of messages)."""
         kind = type(message)
-        now = self.clock.monotonic()
         table = self.table
         if kind is protocol.Heartbeat:
             self.stats.heartbeats += 1

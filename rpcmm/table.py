@@ -34,10 +34,14 @@ class Change(enum.Enum):
 
 
 class _Entry:
-    __slots__ = ("topics", "interval", "ttl", "last_seen", "deadline")
+    # ``declared`` is the (interval, ttl) the host sent, ``interval``/``ttl`` what the bounds
+    # made of them: a heartbeat is compared with the former, so a host declaring out-of-bounds
+    # timing is not clamped again at every heartbeat.
+    __slots__ = ("topics", "declared", "interval", "ttl", "last_seen", "deadline")
 
-    def __init__(self, topics, interval, ttl, now):
+    def __init__(self, topics, declared, interval, ttl, now):
         self.topics = topics
+        self.declared = declared
         self.interval = interval
         self.ttl = ttl
         self.last_seen = now
@@ -85,7 +89,8 @@ class RegistryTable:
         entry = self._hosts.get(host)
         if entry is not None and entry.topics == topics:
             # The hot path: one comparison and a deadline. Timing may change without a new set.
-            if entry.interval != interval or entry.ttl != ttl:
+            if entry.declared != (interval, ttl):
+                entry.declared = (interval, ttl)
                 entry.interval, entry.ttl = self.bounds.enforce(interval, ttl)
                 self._timing = None
                 self._earliest = min(self._earliest, now + entry.ttl)
@@ -95,15 +100,16 @@ class RegistryTable:
         if not topics:
             self.remove(host)
             return None
+        declared = (interval, ttl)
         interval, ttl = self.bounds.enforce(interval, ttl)
         self._timing = None
         self._earliest = min(self._earliest, now + ttl)
         if entry is None:
-            self._hosts[host] = _Entry(topics, interval, ttl, now)
+            self._hosts[host] = _Entry(topics, declared, interval, ttl, now)
             self._index(host, (), topics)
             return Change.JOINED
         old = entry.topics
-        entry.topics, entry.interval, entry.ttl = topics, interval, ttl
+        entry.topics, entry.declared, entry.interval, entry.ttl = topics, declared, interval, ttl
         entry.last_seen, entry.deadline = now, now + ttl
         self._index(host, old, topics)
         return Change.CHANGED

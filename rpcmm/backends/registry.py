@@ -174,6 +174,12 @@ class RegistryMatchmaker(Matchmaker):
         reply, endpoint = self._client.list_hosts()
         return reply.rows, endpoint
 
+    @property
+    def preferred_registry(self):
+        """The registry this matchmaker asks first: the last one that answered as UP."""
+        self._require_started()
+        return self._client.preferred_endpoint
+
     def status(self):
         """Every registry's :class:`~rpcmm.protocol.Health`, or None where it did not answer:
         a list of ``(endpoint, health)`` in seed order."""

@@ -345,7 +345,7 @@ class Cluster:
 
     def preferred_registry(self):
         """The registry most clients ask."""
-        endpoints = [c.matchmaker._client.preferred_endpoint for c in self.clients]
+        endpoints = [c.matchmaker.preferred_registry for c in self.clients]
         top = max(set(endpoints), key=endpoints.count)
         return [r.endpoint for r in self.registries].index(top)
 

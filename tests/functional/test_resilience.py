@@ -4,7 +4,6 @@ import time
 
 import pytest
 
-from rpcmm import protocol
 from rpcmm.backends.registry import RegistryMatchmaker
 from rpcmm.preservation import ExpiryGuard
 from rpcmm.protocol import State
@@ -84,7 +83,7 @@ def test_clients_prefer_an_up_registry_to_a_warming_one(start_server, seed_for, 
     client._client._preferred = 0  # it asks the warming one first...
     assert warming.state is State.WARMING
     assert client.hosts("t") == ("h1",)
-    assert client._client.preferred_endpoint == up.endpoint  # ...and settles on the up one
+    assert client.preferred_registry == up.endpoint  # ...and settles on the up one
 
 
 def protocol_endpoint_nobody_serves():

@@ -4,13 +4,11 @@ import json
 import pathlib
 import subprocess
 import sys
-import time
 
 import pytest
 import zmq
 
 from rpcmm import protocol
-from rpcmm.backends.registry import RegistryMatchmaker
 from rpcmm.errors import RegistryUnavailable
 from rpcmm.policy import TopicPolicy
 from rpcmm.security import (

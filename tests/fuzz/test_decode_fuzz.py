@@ -7,7 +7,6 @@ positive finite timings, bounded counts) and survives a re-encode unchanged.
 
 import dataclasses
 import math
-import time
 import tracemalloc
 
 import msgpack

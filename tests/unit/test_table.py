@@ -139,3 +139,14 @@ def test_sweeps_skip_the_scan_until_the_earliest_deadline_but_never_miss_one(tab
     assert table.max_ttl() == 5.0 and table.min_interval() == 0.1
     table.remove("a"), table.remove("c")
     assert table.max_ttl() == 5.0 and table.min_interval() == 1.0
+
+
+def test_out_of_bounds_timing_is_clamped_once_not_at_every_heartbeat():
+    table = RegistryTable(TimingBounds(min_interval=1.0, min_ttl=2.0))
+    table.heartbeat("eager", ("t",), 0.01, 0.02, now=0.0)
+    extremes = table._timing_extremes()
+    table.heartbeat("eager", ("t",), 0.01, 0.02, now=1.0)  # same declaration: a plain refresh
+    assert table._timing_extremes() is extremes  # cached sweep bounds survive
+    assert table.rows(now=1.0)[0][2:4] == (1.0, 2.0)
+    table.heartbeat("eager", ("t",), 3.0, 9.0, now=2.0)  # a new declaration is applied
+    assert table.rows(now=2.0)[0][2:4] == (3.0, 9.0) and table.max_ttl() == 9.0
