@@ -212,6 +212,12 @@ class Matchmaker(abc.ABC):
             return hosts
         return (key.host,) if key.host in hosts else ()  # Directed
 
+    def confirmed(self, topic, host):
+        """True once other processes' lookups of ``topic`` include ``host``. Backends whose
+        registrations are casts ask their store directly (no cache, no local view); the
+        default, for backends whose writes are synchronous or not shared at all, is True."""
+        return True
+
     def report_unreachable(self, host):
         """Say that this process could not reach ``host``; backends that share registrations
         use it to drop dead hosts early. The default does nothing."""

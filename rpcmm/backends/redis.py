@@ -155,27 +155,30 @@ class RedisMatchmaker(Matchmaker):
         """Announce every (host, topics) pair in one round trip."""
         ttl_ms = max(1, math.ceil(self.timing.ttl * 1000))
         calls = [("announce", [host, ttl_ms, *sorted(topics)]) for host, topics in states]
-        self._write(calls, touched=[topic for _, topics in states for topic in topics])
+        self._write(calls)
 
     def _withdraw(self, host):
-        self._write([("withdraw", [host])], touched=())
+        self._write([("withdraw", [host])])
+
+    def _own_registrations_changed(self, topic):
+        # Whether or not the write reached Redis, this client's next lookup must ask again.
+        self.cache.invalidate((topic,))
 
     # -- Redis calls ---------------------------------------------------------------------------
 
-    def _write(self, calls, touched):
+    def _write(self, calls):
         """Run write scripts, ``calls`` of (script name, arguments after the key prefixes), in one
         pipelined round trip; drop what they changed from this client's cache at once.
 
         A write that fails is logged, not raised, like the in-band registry's casts: the
-        registration stays in this matchmaker, and the next heartbeat announces it again.
-        ``touched`` are the topics the calls may have changed before failing.
+        registration stays in this matchmaker, and the next heartbeat announces it again (this
+        client's own register/unregister already dropped the topic from its cache).
         """
         from redis.exceptions import RedisError
 
         try:
             results = self._evalsha_pipelined(calls)
         except RedisError as exc:
-            self.cache.invalidate(touched)
             self._write_warnings.log("could not write to Redis at %s (%s); the next heartbeat retries",
                                      self.location, exc)
             return

@@ -160,6 +160,14 @@ class RegistryMatchmaker(Matchmaker):
                 feed.follow(endpoint, topic)
         return hosts
 
+    def confirmed(self, topic, host):
+        """Ask a registry (the preferred one) whether it has ``host`` for ``topic`` yet: the
+        registration is a cast to every registry, so this says it has landed, at least there.
+        May raise RegistryUnavailable."""
+        self._require_started()
+        answer, _ = self._client.lookup(topic)
+        return host in answer.hosts
+
     def report_unreachable(self, host):
         """This process could not reach ``host``: tell the registries (which drop it early once a
         second reporter or a missed heartbeat confirms) and stop trusting cached answers naming it."""

@@ -44,10 +44,10 @@ def plan_for(url, options):
     Raises ConfigurationError for a URL host without a port, SeedError for a bad seed file.
     """
     from_file = load_seed(options.seed_file) if options.seed_file else None
+    ring = {t: list(h) for t, h in from_file.ring.items()} if from_file else None
     hosts = list(getattr(url, "hosts", None) or [])
     backend = (getattr(url, "transport", None) or "zmq").partition("+")[2]
     if backend:
-        ring = {t: list(h) for t, h in from_file.ring.items()} if from_file else None
         return Plan(Seed.build(ring=ring, redis=_backend_url(backend, hosts, url), source="transport_url"))
     if hosts:
         registries = []
@@ -56,7 +56,6 @@ def plan_for(url, options):
                 raise ConfigurationError(
                     f"zmq transport URL hosts are registry servers and need a port: {host!r}")
             registries.append(Endpoint(host.hostname, int(host.port)))
-        ring = {t: list(h) for t, h in from_file.ring.items()} if from_file else None
         return Plan(Seed.build(ring=ring, registries=registries, source="transport_url"))
     if from_file is not None:
         return Plan(from_file)

@@ -166,7 +166,9 @@ class ZmqDriver(base.BaseDriver):
                                    ("_matchmaker", "stop"), ("_embedded", "stop"),
                                    ("_authenticator", "stop"), ("_context", "term")):
             part = getattr(self, attribute)
-            setattr(self, attribute, None)
+            if attribute != "_outbox":
+                # The closed outbox stays, so a send racing cleanup gets its LifecycleError.
+                setattr(self, attribute, None)
             if part is not None:
                 getattr(part, release)()
 
@@ -213,12 +215,15 @@ class ZmqDriver(base.BaseDriver):
         msg_id = self._new_id()
         frames = wire.encode(wire.Request(msg_id, key.topic, ctxt, message, calls.address,
                                           monitor_timeout))
-        slot = calls.expect(msg_id)
         try:
+            slot = calls.expect(msg_id)
             self._outbox.send(host, frames)
-        except PeerBusy as exc:
+        except (PeerBusy, CallCancelled, LifecycleError) as exc:  # a full peer, or cleanup racing
             calls.forget(msg_id)
             raise oslo_messaging.MessageDeliveryFailure(str(exc)) from None
+        except BaseException:
+            calls.forget(msg_id)  # never leave a slot behind
+            raise
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             reply = calls.wait(msg_id, slot, remaining, monitor_timeout)
@@ -276,6 +281,8 @@ class ZmqDriver(base.BaseDriver):
         for host in hosts:
             try:
                 self._outbox.send(host, frames)
+            except LifecycleError as exc:  # cleanup raced this send
+                raise oslo_messaging.MessageDeliveryFailure(str(exc)) from None
             except PeerBusy as exc:
                 if must_deliver:
                     raise oslo_messaging.MessageDeliveryFailure(str(exc)) from None

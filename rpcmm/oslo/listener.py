@@ -19,11 +19,9 @@ from oslo_messaging._drivers import base
 from oslo_messaging._drivers import common as rpc_common
 
 from rpcmm.errors import ProtocolError
-from rpcmm.matchmaker import Capability
 from rpcmm.oslo import wire
 from rpcmm.oslo.peers import PeerBusy
 from rpcmm.oslo.receiver import Receiver
-from rpcmm.logutil import RateLimitedLogger
 
 __all__ = ["ZmqListener", "ZmqIncomingMessage"]
 
@@ -82,9 +80,8 @@ class ZmqIncomingMessage(base.RpcIncomingMessage):
 class ZmqListener(base.PollStyleListener):
     """Receives the messages of a set of rpcmm topics and queues them for :meth:`poll`.
 
-    ``registrations`` is a list of ``(topic, host_or_None)`` pairs to register with the
-    matchmaker once the socket is bound: None means the listener's own address, a function
-    means ``function(address)`` (notification pool members).
+    ``topics`` are the rpcmm topics to register once the socket is bound, each for the host
+    ``host_for(address)`` (the listener's own address, or a notification pool member's name).
 
     Lifecycle: :meth:`start` (the driver calls it) binds, registers, and waits (at most
     ``lookup_timeout``) until lookups see the registration; :meth:`stop`
@@ -108,7 +105,6 @@ class ZmqListener(base.PollStyleListener):
         self._queue = collections.deque()
         self._stopped = False
         self._registered = []
-        self._drops = RateLimitedLogger(LOG)
         #: Messages received and dropped (malformed, not ours, backlog full); a plain counter.
         self.dropped = 0
         self._receiver = Receiver(
@@ -138,19 +134,18 @@ class ZmqListener(base.PollStyleListener):
     def _await_visible(self, host):
         """Wait (at most ``lookup_timeout``) until lookups see this listener.
 
-        Registering is a cast, so without this a client that looks up right after the server
-        started could get an answer without it (and a cast or notification sent then would be
-        dropped). Only for matchmakers that share registrations; a lookup that fails or is
-        slow only shortens the wait, which is best effort and logged.
+        Registering may be a cast, so without this a client that looks up right after the
+        server started could get an answer without it (and a cast or notification sent then
+        would be dropped). ``Matchmaker.confirmed`` asks the matchmaker's store itself, not its
+        cache or its own view of what it registered. A lookup that fails or is slow only
+        shortens the wait, which is best effort and logged.
         """
-        if Capability.SHARED_REGISTRATIONS not in getattr(self._matchmaker, "capabilities", ()):
-            return
         deadline = time.monotonic() + self._confirm_timeout
         pause = 0.002
         pending = sorted(self._topics)
         while pending:
             try:
-                pending = [t for t in pending if host not in self._matchmaker.hosts(t)]
+                pending = [t for t in pending if not self._matchmaker.confirmed(t, host)]
             except Exception as exc:  # e.g. RegistryUnavailable: heartbeats will get it there
                 LOG.debug("%s: cannot confirm the registration of %s: %s", self._name, host, exc)
                 return
@@ -173,24 +168,19 @@ class ZmqListener(base.PollStyleListener):
         except ProtocolError:
             self.dropped += 1
             raise  # the receiver logs it, rate-limited
+        # Refusals are raised as ProtocolError: the receiver logs them, with one rate limit.
         if not isinstance(request, wire.Request):
             self.dropped += 1
-            self._drops.log("%s: dropped a %s sent to a listener", self._name,
-                            type(request).__name__)
-            return
+            raise ProtocolError(f"a {type(request).__name__} sent to a listener")
         if request.to not in self._topics:
             self.dropped += 1
-            self._drops.log("%s: dropped a message for %r, which this listener does not serve",
-                            self._name, request.to)
-            return
+            raise ProtocolError(f"for {request.to!r}, which this listener does not serve")
         with self._ready:
             if self._stopped:
                 return
             if len(self._queue) >= self._backlog:
                 self.dropped += 1
-                self._drops.log("%s: backlog of %d messages full; dropped %s", self._name,
-                                self._backlog, request.msg_id)
-                return
+                raise ProtocolError(f"backlog of {self._backlog} messages full; dropped {request.msg_id}")
             self._queue.append(ZmqIncomingMessage(request, self._outbox))
             self._ready.notify()
 

@@ -21,8 +21,8 @@ OPTS = [
     cfg.StrOpt(
         "seed_file",
         help="Path of an rpcmm seed file (JSON: the registry servers under the key "
-        "'rpcmm-registry', plus an optional static topic ring). Used when the transport URL "
-        "names no registry hosts. Hosts given in the URL take precedence.",
+        "'rpcmm-registry', plus an optional static topic ring). Its registries are used when "
+        "the transport URL names none; its static ring is used in every case.",
     ),
     cfg.PortOpt(
         "embedded_registry_port",

@@ -14,10 +14,10 @@ import collections
 import logging
 
 from rpcmm.addressing import Endpoint
-from rpcmm.errors import LifecycleError
+from rpcmm.errors import ConfigurationError, LifecycleError
 from rpcmm.security import secure_client_socket
 
-__all__ = ["Outbox", "PeerBusy"]
+__all__ = ["Outbox", "PeerBusy", "PeerUnreachable"]
 
 LOG = logging.getLogger(__name__)
 
@@ -29,7 +29,13 @@ _LINGER_MS = 1000
 
 
 class PeerBusy(Exception):
-    """A peer's send queue is full (it is dead, unreachable or not reading); nothing was sent."""
+    """Nothing could be handed to a peer: its send queue is full (it is dead, unreachable or
+    not reading), or its address cannot be connected to (see PeerUnreachable)."""
+
+
+class PeerUnreachable(PeerBusy):
+    """A peer's address is not one zmq can connect to (e.g. a bare host name from a static
+    ring: the driver's hosts are ``host:port``)."""
 
 
 class Outbox:
@@ -37,8 +43,8 @@ class Outbox:
 
     ``curve`` (a :class:`~rpcmm.security.LoadedCurveClientConfig`) makes every connection a
     CURVE client. The outbox owns its sockets; the caller owns ``context`` and must :meth:`close` the outbox
-    before terming it. :meth:`send` raises :class:`PeerBusy` when the peer's queue is full and
-    LifecycleError after :meth:`close`.
+    before terming it. :meth:`send` raises :class:`PeerBusy` when the peer's queue is full or its address
+    cannot be connected to, and LifecycleError after :meth:`close`.
     """
 
     def __init__(self, context, runtime, max_peers, curve=None):
@@ -58,20 +64,16 @@ class Outbox:
                 raise LifecycleError("the outbox is closed")
             socket = self._sockets.get(address)
             if socket is None:
-                socket = self._connect(address)
+                try:
+                    socket = self._connect(address)
+                except (ConfigurationError, zmq.ZMQError) as exc:
+                    raise PeerUnreachable(f"cannot connect to {address!r}: {exc}") from None
             else:
                 self._sockets.move_to_end(address)
             try:
                 socket.send_multipart(frames, zmq.NOBLOCK)
             except zmq.Again:
                 raise PeerBusy(f"the send queue to {address} is full") from None
-
-    def forget(self, address):
-        """Close the connection to ``address`` (e.g. a peer known to be gone), dropping what is queued."""
-        with self._lock:
-            socket = self._sockets.pop(address, None)
-            if socket is not None:
-                socket.close(linger=0)
 
     def close(self):
         """Close every connection (each lingers at most a second); idempotent."""

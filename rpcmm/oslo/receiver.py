@@ -36,8 +36,9 @@ class Receiver:
 
     ``curve`` (a :class:`~rpcmm.security.LoadedCurveServerConfig`) makes the socket a CURVE
     server. ``handle(frames)`` is called in the reading task with the frames after the sender's
-    identity, one message at a time; it must be quick and must not raise (what it raises is
-    logged and the message dropped). ``advertise_host`` is the address peers are told.
+    identity, one message at a time; it must be quick. It refuses a message by raising
+    ProtocolError (logged with one rate limit per receiver); anything else it raises is a bug,
+    logged in full, and the message is dropped either way. ``advertise_host`` is the address peers are told.
 
     Lifecycle: the constructor does nothing; :meth:`start` binds (raising zmq errors, e.g. a bad
     ``listen_host``) and starts the task; :attr:`address` is then ``host:port``;
@@ -142,7 +143,7 @@ class Receiver:
             try:
                 self._handle(frames[1:])
             except ProtocolError as exc:
-                self._drops.log("%s: dropped a malformed message: %s", self._name, exc)
+                self._drops.log("%s: dropped a message: %s", self._name, exc)
             except Exception:
                 LOG.exception("%s: dropped a message its handler could not take", self._name)
             read += 1

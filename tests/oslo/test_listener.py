@@ -147,6 +147,14 @@ def test_replies_to_a_cast_are_ignored(make_listener, sender):
     listener = make_listener()
     sender(listener.address)(request(1))
     [message] = listener.poll(timeout=5)
-    message.reply({"ignored": True})  # no reply address: nothing to do, nothing raised
+
+    class RecordingOutbox:
+        sent = []
+
+        def send(self, address, frames):
+            self.sent.append(address)
+
+    message._outbox = RecordingOutbox()
+    message.reply({"ignored": True})  # no reply address: nothing is sent anywhere
     message.heartbeat()
-    message.requeue()
+    assert RecordingOutbox.sent == []
