@@ -4,12 +4,18 @@ Each mirrors one script of ``shared/baselines`` (same payload sizes, data sets, 
 
 - :func:`dict_lookup`: the floor of a cached lookup, a bare dict of topics with an expiry
   check (``04_dict_lookup.py``);
-- :func:`zmq_round_trip`: raw pyzmq DEALER->ROUTER request/reply between two processes
+- :class:`ZmqRoundTrip`: raw pyzmq DEALER->ROUTER request/reply between two processes
   (``02_zmq_raw.py``), here with the request and reply sizes of an rpcmm LOOKUP/HOSTS pair;
 - :class:`RedisMatchmaker`: the seed's Redis matchmaker data model driven by redis-py
   (``03_redis.py``): lookup = SMEMBERS then EXISTS per member, heartbeat = EXPIRE per topic
   with one host's topics per pipeline;
 - :func:`pub_sub_one_way`: raw pyzmq PUB->SUB one-way latency between two processes.
+
+The two lookup-latency anchors (:meth:`ZmqRoundTrip.take`, :meth:`RedisMatchmaker.lookup_samples`)
+time ``k`` operations at a time against one long-lived server, so the caller can interleave
+them in short blocks with the rpcmm lookups they anchor (:func:`benchmarks.measure.interleaved`):
+on a shared machine whose speed drifts by 2x over tens of seconds, an anchor measured apart
+from its rpcmm figure would make their ratio swing with the drift.
 
 The oslo.messaging-over-RabbitMQ anchor shares its code with rpcmm's own oslo rows, in
 :mod:`benchmarks.oslo_rpc`.
@@ -24,7 +30,7 @@ import zmq
 from benchmarks import servers
 from benchmarks.measure import latency_summary, per_op_ns
 
-__all__ = ["LookupData", "dict_lookup", "zmq_round_trip", "RedisMatchmaker", "pub_sub_one_way"]
+__all__ = ["LookupData", "dict_lookup", "ZmqRoundTrip", "RedisMatchmaker", "pub_sub_one_way"]
 
 _TIMEOUT_MS = 10_000
 
@@ -56,32 +62,51 @@ def dict_lookup(data, repeat):
     return per_op_ns("lookup(k)", {"lookup": lookup}, data.sample, repeat)
 
 
-def zmq_round_trip(request_bytes, reply_bytes, n, warmup=1000):
-    """Raw DEALER->ROUTER round trips to a ROUTER in another process; a latency summary."""
-    port = servers.free_port()
-    server = servers.start_role("reply", port, reply_bytes, n + warmup + 10, name="zmq-reply")
-    ctx = zmq.Context()
-    d = ctx.socket(zmq.DEALER)
-    d.setsockopt(zmq.LINGER, 0)
-    d.RCVTIMEO = _TIMEOUT_MS
-    try:
-        d.connect(f"tcp://127.0.0.1:{port}")
-        payload = b"x" * request_bytes
-        for _ in range(warmup):
-            d.send(payload)
-            d.recv()
-        pc = time.perf_counter_ns
-        lat = [0] * n
-        for i in range(n):
+class ZmqRoundTrip:
+    """Raw DEALER->ROUTER round trips to one long-lived ROUTER in another process.
+
+    The ``reply`` role answers at most ``max_requests`` requests (then exits, as it does after
+    30 s idle); :meth:`take` refuses to go past that count. :meth:`close` stops the process.
+    """
+
+    def __init__(self, request_bytes, reply_bytes, max_requests):
+        port = servers.free_port()
+        self.server = servers.start_role("reply", port, reply_bytes, max_requests, name="zmq-reply")
+        self.left = max_requests
+        self.payload = b"x" * request_bytes
+        self.ctx = self.sock = None
+        try:
+            self.ctx = zmq.Context()
+            self.sock = self.ctx.socket(zmq.DEALER)
+            self.sock.setsockopt(zmq.LINGER, 0)
+            self.sock.RCVTIMEO = _TIMEOUT_MS
+            self.sock.connect(f"tcp://127.0.0.1:{port}")
+        except BaseException:
+            self.close()
+            raise
+
+    def take(self, k):
+        """Nanoseconds of ``k`` timed round trips (send a request, receive the reply)."""
+        if k > self.left:
+            raise RuntimeError(f"the reply server has {self.left} requests left, {k} asked")
+        self.left -= k
+        d, payload, pc = self.sock, self.payload, time.perf_counter_ns
+        lat = [0] * k
+        for i in range(k):
             t = pc()
             d.send(payload)
             d.recv()
             lat[i] = pc() - t
-        return dict(latency_summary(lat), samples_ns=lat)
-    finally:
-        d.close()
-        ctx.term()
-        server.stop()
+        return lat
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.ctx is not None:
+            self.ctx.term()
+            self.ctx = None
+        self.server.stop()
 
 
 class RedisMatchmaker:
@@ -100,6 +125,7 @@ class RedisMatchmaker:
         self.r = redis.Redis(host="127.0.0.1", port=port)
         self.topics = [f"topic{i:04d}" for i in range(self.TOPICS)]
         self.hosts = [f"host{i:03d}" for i in range(self.HOSTS)]
+        self.loaded_at = float("-inf")
 
     def close(self):
         self.r.close()
@@ -107,6 +133,7 @@ class RedisMatchmaker:
     def load(self):
         """SADD topic topic.host + SET topic.host '' EX ttl for every pair, then expire 2 per topic."""
         r = self.r
+        started = time.monotonic()  # the keys' TTL runs from here on
         r.flushdb()
         p = r.pipeline(transaction=False)
         for t in self.topics:
@@ -120,21 +147,25 @@ class RedisMatchmaker:
             for h in self.hosts[:2]:
                 p.delete(f"{t}.{h}")
         p.execute()
+        self.loaded_at = started
 
-    def lookup_latency(self, n, rnd):
-        """``n`` lookups of random topics: SMEMBERS, then EXISTS per member (1 + 10 round trips)."""
+    def lookup_samples(self, k, rnd):
+        """Nanoseconds of ``k`` lookups of random topics: SMEMBERS, then EXISTS per member (1 + 10
+        round trips). Reloads the data set first (untimed) when half its TTL has gone by."""
+        if time.monotonic() - self.loaded_at > self.TTL / 2:
+            self.load()
         r = self.r
-        order = [rnd.choice(self.topics) for _ in range(n)]
+        order = [rnd.choice(self.topics) for _ in range(k)]
         pc = time.perf_counter_ns
-        lat = [0] * n
+        lat = [0] * k
         alive = ()
         for i, t in enumerate(order):
             t0 = pc()
             members = r.smembers(t)
             alive = [m for m in members if r.exists(m)]
             lat[i] = pc() - t0
-        assert len(alive) == self.HOSTS - 2, len(alive)
-        return dict(latency_summary(lat), samples_ns=lat)
+        assert not order or len(alive) == self.HOSTS - 2, len(alive)
+        return lat
 
     def heartbeat_rate(self, n):
         """Topic-heartbeats per second: a host's 10 EXPIREs in one pipeline (1 round trip per host).

@@ -1,8 +1,15 @@
 """``benchmarks/run [--quick] [--json FILE]``: rpcmm against its anchors, side by side (issue #6).
 
-Every anchor is measured in this run, on this machine, interleaved with the rpcmm figure it
-anchors (anchor, rpcmm, anchor, rpcmm, ...), so drift on a noisy machine hits both alike.
-Each figure is the median of several repeats; the min-max range is kept in the JSON.
+Every anchor is measured in this run, on this machine, next to the rpcmm figure it anchors.
+The machine is a shared VM whose speed drifts by up to 2x over tens of seconds, so the remote
+lookup and its two latency anchors (a raw pyzmq round trip, the Redis matchmaker's lookup) are
+sampled in alternating blocks of a fraction of a second each (anchor, rpcmm, anchor, rpcmm,
+...) against one long-lived server per side, and each side's percentiles are taken over its
+pooled samples: the drift then lands on both sides of the ratio alike, where anchors measured
+minutes apart made the ratios swing. The other anchors alternate with their rpcmm figure
+repeat by repeat (dict vs cached lookup, Redis heartbeat vs registry ingest) or run in the
+same section (oslo.messaging, PUB->SUB). Each figure is the median of several repeats; the
+min-max range is kept in the JSON.
 
 Sections (each one's failure is reported in its rows and the others still run; section 4
 runs last, see main()):
@@ -28,7 +35,7 @@ import traceback
 import warnings
 
 from benchmarks import anchors, loadgen, oslo_rpc, report, rpcmm_paths, scale, servers
-from benchmarks.measure import machine_info, spread
+from benchmarks.measure import interleaved, latency_summary, machine_info, spread
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGES = os.path.join(ROOT, "doc", "images")
@@ -43,7 +50,10 @@ class Settings:
         self.dict_samples = 200_000 if quick else 1_000_000
         self.timeit_repeat = 3 if quick else 7
         self.rtt_n = 3000 if quick else 20_000
+        self.rtt_block = 250  # round trips per block when interleaving raw zmq and rpcmm lookups
         self.redis_lookups = 1000 if quick else 5000
+        self.redis_block = 100  # lookups per block when interleaving Redis and rpcmm (11 round trips each)
+        self.lookup_warmup = 1000
         self.redis_heartbeats = 3000 if quick else 20_000
         self.ingest_rounds = 10 if quick else 40
         self.oslo_n = 300 if quick else 2000
@@ -97,7 +107,8 @@ class Run:
 
 
 def lookups_section(run, registry_endpoint, registry_pid):
-    """Sections 1 and 2: cached and remote lookups against the dict and raw-zmq anchors."""
+    """Sections 1 and 2: cached and remote lookups against the dict and raw-zmq anchors (the
+    remote lookup and the raw round trip sampled in alternating blocks)."""
     s = run.s
     data = anchors.LookupData(topics=100_000, samples=s.dict_samples)
     dict_ns, cached, cached_hosts = [], [], []
@@ -117,20 +128,32 @@ def lookups_section(run, registry_endpoint, registry_pid):
         "cached lookup: mm.hosts(topic) (validates the name)", h["median"], "ns",
         "dict get + expiry check", d["median"], None, value_spread=h, anchor_spread=d))
 
-    # Section 2: the registry holds 1000 hosts x 10 topics (1000 topics of 10 hosts).
+    # Section 2: the registry holds 1000 hosts x 10 topics (1000 topics of 10 hosts). One reply
+    # process and one DEALER for the raw round trips, one matchmaker for rpcmm's lookups, sampled
+    # in alternating blocks (see the module docstring); each repeat pools its blocks per side.
     topics = [loadgen.topic_name(j) for j in range(1000)]
     request_bytes, reply_bytes = rpcmm_paths.lookup_frame_sizes(registry_endpoint, topics[0])
-    remote = rpcmm_paths.RemoteLookup(registry_endpoint, topics)
-    rnd = random.Random(3)
     zmq_runs, rpcmm_runs = [], []
+    raw = remote = None
     try:
+        raw = anchors.ZmqRoundTrip(request_bytes, reply_bytes,
+                                   max_requests=s.lookup_warmup + s.repeats * s.rtt_n + s.rtt_block)
+        remote = rpcmm_paths.RemoteLookup(registry_endpoint, topics)
+        rnd = random.Random(3)
+        sides = {"zmq": raw.take, "rpcmm": lambda k: remote.samples(k, rnd, expect=10)}
+        interleaved(sides, s.lookup_warmup, s.rtt_block)  # warm-up, discarded
         for _ in range(s.repeats):
-            zmq_runs.append(anchors.zmq_round_trip(request_bytes, reply_bytes, s.rtt_n))
-            rpcmm_runs.append(remote.latency(s.rtt_n, rnd, expect=10))
+            wrong = remote.wrong
+            got = _interleaved_runs(sides, s.rtt_n, s.rtt_block)
+            zmq_runs.append(got["zmq"])
+            rpcmm_runs.append(dict(got["rpcmm"], wrong_answers=remote.wrong - wrong))
     finally:
-        remote.close()
+        if remote is not None:
+            remote.close()
+        if raw is not None:
+            raw.close()
     run.details["remote_lookup"] = {
-        "request_bytes": request_bytes, "reply_bytes": reply_bytes, "n": s.rtt_n,
+        "request_bytes": request_bytes, "reply_bytes": reply_bytes, "n": s.rtt_n, "block": s.rtt_block,
         "zmq_runs": _strip(zmq_runs), "rpcmm_runs": _strip(rpcmm_runs)}
     cdfs = run.details.setdefault("lookup_cdfs_us", {})
     cdfs["rpcmm remote lookup (cache bypassed)"] = report.quantiles(rpcmm_runs[-1]["samples_ns"])
@@ -144,6 +167,19 @@ def lookups_section(run, registry_endpoint, registry_pid):
     run.details["remote_lookup_p50_us"] = spread([r["p50_us"] for r in rpcmm_runs])
 
 
+def _interleaved_runs(sides, n, block):
+    """One repeat of :func:`interleaved`: a latency summary (with its samples) per side.
+
+    Bounded in time as well as count (a generous 10 ms per sample and side, at least 60 s).
+    """
+    budget = max(60.0, 0.01 * n * len(sides))
+    got = interleaved(sides, n, block, budget=budget)
+    short = {name: len(v) for name, v in got.items() if len(v) < n}
+    if short:
+        log(f"   budget of {budget:.0f} s spent: {short} of {n} samples")
+    return {name: dict(latency_summary(v), samples_ns=v) for name, v in got.items()}
+
+
 def _remote_rows():
     return [report.skipped("remote lookup (cache bypassed) p50", "µs", "raw pyzmq DEALER->ROUTER RTT p50", ("<=", 1.5), ""),
             report.skipped("remote lookup (cache bypassed) p99", "µs", "raw pyzmq DEALER->ROUTER RTT p99", ("<=", 1.5), "")]
@@ -155,36 +191,51 @@ def _cached_rows():
 
 
 def redis_section(run, registry_endpoint, registry_pid, gen):
-    """Section 3: remote lookup vs Redis lookup; registry ingest vs Redis heartbeat."""
+    """Section 3: remote lookup vs Redis lookup (interleaved in blocks); registry ingest vs Redis heartbeat.
+
+    The remote lookup of the Redis row is measured here, in blocks alternating with the Redis
+    lookups (one redis-py client, one matchmaker), not taken from section 2.
+    """
     s = run.s
-    rpcmm_p50 = run.details.get("remote_lookup_p50_us")
     ingest, batched = [], []
-    redis_lookup, redis_hb = [], []
+    redis_lookup, rpcmm_lookup, redis_hb = [], [], []
     rnd = random.Random(5)
     redis_error = None
-    rds = None
+    server = rds = remote = None
     try:
-        server, port = servers.start_redis()
-        rds = anchors.RedisMatchmaker(port)
-        run.details["redis_server"] = server.info.get("version")
-    except servers.Missing as exc:
-        redis_error = str(exc)
-        server = None
-    try:
-        for _ in range(s.repeats):
+        try:
+            server, port = servers.start_redis()
+            rds = anchors.RedisMatchmaker(port)
+            run.details["redis_server"] = server.info.get("version")
+        except servers.Missing as exc:
+            redis_error = str(exc)
+        if rds is not None:
+            remote = rpcmm_paths.RemoteLookup(registry_endpoint, [loadgen.topic_name(j) for j in range(1000)])
+            sides = {"redis": lambda k: rds.lookup_samples(k, rnd),
+                     "rpcmm": lambda k: remote.samples(k, rnd, expect=10)}
+        for i in range(s.repeats):
             if rds is not None:
-                rds.load()  # fresh keys each repeat: the data set's 30 s TTL must not run out mid-run
-                redis_lookup.append(rds.lookup_latency(s.redis_lookups, rnd))
+                rds.load()  # fresh keys each repeat (lookup_samples also reloads them before the 30 s TTL)
+                if i == 0:
+                    interleaved(sides, s.lookup_warmup // 5, s.redis_block)  # warm-up, discarded
+                wrong = remote.wrong
+                got = _interleaved_runs(sides, s.redis_lookups, s.redis_block)
+                redis_lookup.append(got["redis"])
+                rpcmm_lookup.append(dict(got["rpcmm"], wrong_answers=remote.wrong - wrong))
                 redis_hb.append(rds.heartbeat_rate(s.redis_heartbeats))
             ingest.append(rpcmm_paths.ingest_rate(gen, registry_pid, 1000, s.ingest_rounds, batch=1))
             batched.append(rpcmm_paths.ingest_rate(gen, registry_pid, 1000, s.ingest_rounds * 4, batch=256))
     finally:
+        if remote is not None:
+            remote.close()
         if rds is not None:
             rds.close()
         if server is not None:
             server.stop()
     run.details["ingest"] = {"one_host_per_message": ingest, "256_hosts_per_message": batched,
-                             "redis_lookup": _strip(redis_lookup), "redis_heartbeat_topic_per_s": redis_hb}
+                             "redis_lookup": _strip(redis_lookup), "redis_heartbeat_topic_per_s": redis_hb,
+                             "rpcmm_lookup_interleaved_with_redis": _strip(rpcmm_lookup),
+                             "lookup_block": s.redis_block}
     if redis_lookup:
         run.details.setdefault("lookup_cdfs_us", {})["Redis matchmaker lookup (SMEMBERS + 10 EXISTS)"] = \
             report.quantiles(redis_lookup[-1]["samples_ns"])
@@ -200,10 +251,11 @@ def redis_section(run, registry_endpoint, registry_pid, gen):
                                       None, value_spread=v, note=f"anchor skipped: {redis_error}"))
     else:
         a = spread([r["p50_us"] for r in redis_lookup])
+        rv = spread([r["p50_us"] for r in rpcmm_lookup])
         run.rows.append(report.metric(
-            "remote lookup p50 vs Redis matchmaker lookup (10 hosts)", rpcmm_p50["median"] if rpcmm_p50 else None,
+            "remote lookup p50 vs Redis matchmaker lookup (10 hosts)", rv["median"],
             "µs", "redis-py SMEMBERS + EXISTS per member (p50)", a["median"], (">=", 8.0), ratio_is="anchor/value",
-            value_spread=rpcmm_p50, anchor_spread=a))
+            value_spread=rv, anchor_spread=a))
         ah = spread(redis_hb)
         run.rows.append(report.metric(
             "registry ingest, one host (10 topics) per message", v["median"], "topic refreshes/s",

@@ -4,6 +4,8 @@ Latencies are collected as integer nanoseconds (``time.perf_counter_ns``) and su
 microseconds. Percentiles use the nearest rank, the same rule as the anchor scripts in
 ``shared/baselines``, so figures compare like for like. Each figure is measured in several
 repeats; :func:`spread` keeps the median and the min-max range to show the machine's noise.
+Figures compared as a ratio of percentiles are sampled with :func:`interleaved`, in short
+alternating blocks, so the machine's drift during a repeat weighs on both sides alike.
 """
 
 import gc
@@ -14,7 +16,7 @@ import time
 import timeit
 
 __all__ = [
-    "percentile", "latency_summary", "spread", "per_op_ns", "machine_info", "Budget",
+    "percentile", "latency_summary", "spread", "interleaved", "per_op_ns", "machine_info", "Budget",
     "process_cpu_seconds", "process_rss_bytes",
 ]
 
@@ -48,6 +50,28 @@ def spread(values):
     if not values:
         return None
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
+
+
+def interleaved(sides, n, block, budget=None):
+    """``{name: [ns, ...]}``: ``n`` samples of each side, taken in alternating blocks of ``block``.
+
+    ``sides`` maps a name to ``take(k)``, which times ``k`` operations and returns their
+    nanoseconds. The blocks run in turn (a, b, a, b, ...), so on a shared machine whose speed
+    drifts over seconds every side samples the same stretches of time, in the same proportion,
+    and a ratio of their percentiles compares like with like. Bounded by the count and, when
+    given, by ``budget`` seconds: once spent, the run stops after a full turn (every side then
+    has the same, smaller count).
+    """
+    out = {name: [] for name in sides}
+    budget = Budget(budget) if budget else None
+    while any(len(v) < n for v in out.values()):
+        for name, take in sides.items():
+            k = min(block, n - len(out[name]))
+            if k > 0:
+                out[name].extend(take(k))
+        if budget is not None and budget.over():
+            break
+    return out
 
 
 def per_op_ns(stmt, namespace, data, repeat=7):

@@ -3,7 +3,10 @@
 - :func:`cached_lookup`: ``RegistryMatchmaker.lookup(Anycast(topic))`` answered by a fresh
   cache entry, over the anchor's data set and loop shape;
 - :class:`RemoteLookup`: a lookup with the cache bypassed (``cache_max_age=0``), i.e. one
-  LOOKUP/HOSTS round trip to a registry in another process;
+  LOOKUP/HOSTS round trip to a registry in another process; :meth:`RemoteLookup.samples` times
+  ``k`` lookups at a time on one matchmaker, so the benchmark can interleave them in short
+  blocks with the raw-zmq and Redis anchors (:func:`benchmarks.measure.interleaved`) and a
+  noisy machine's drift in speed lands on both sides of each ratio alike;
 - :func:`ingest_rate`: topic registrations a registry refreshes per second when hosts send
   their heartbeats (one host per message, as the Redis anchor pipelines one host's topics);
 - :func:`change_propagation`: from a host joining or leaving a topic (its cast leaving the
@@ -82,9 +85,27 @@ class RemoteLookup:
     def __init__(self, endpoint, topics):
         self.mm = matchmaker(endpoint, cache_max_age=0.0)
         self.topics = topics
+        self.wrong = 0  # answers of :meth:`samples` without the expected host count, so far
 
     def close(self):
         self.mm.stop()
+
+    def samples(self, k, rnd, expect=None):
+        """Nanoseconds of ``k`` lookups of random topics (no warm-up: one block of an interleaved
+        run); an answer without ``expect`` hosts adds one to :attr:`wrong`."""
+        hosts = self.mm.hosts
+        order = [rnd.choice(self.topics) for _ in range(k)]
+        pc = time.perf_counter_ns
+        lat = [0] * k
+        wrong = 0
+        for i, t in enumerate(order):
+            t0 = pc()
+            answer = hosts(t)
+            lat[i] = pc() - t0
+            if expect is not None and len(answer) != expect:
+                wrong += 1
+        self.wrong += wrong
+        return lat
 
     def latency(self, n, rnd, warmup=1000, pause=0.0, budget=None, expect=None):
         """``n`` timed lookups of random topics (after ``warmup``); a latency summary.
