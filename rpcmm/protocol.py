@@ -54,6 +54,7 @@ from rpcmm.errors import ProtocolError
 
 __all__ = [
     "VERSION",
+    "unpack_checked",
     "Kind",
     "State",
     "HostState",
@@ -311,19 +312,27 @@ _UNPACK_LIMITS = dict(
 )
 
 
+def unpack_checked(frame, **limits):
+    """``msgpack.unpackb(frame, **limits)`` (strings as str, arrays as lists), walking the frame
+    first so that hostile array headers cost nothing; raises what msgpack raises.
+
+    msgpack allocates an array when it reads its header, before it knows the frame holds the
+    elements: 5 kB of nested headers each claiming 2**20 elements would cost ~0.1 s of CPU and
+    ~80 MB. skip() walks the frame without building anything and fails on a truncated one, so
+    unpackb only runs on frames whose arrays are really there.
+    """
+    checker = msgpack.Unpacker(max_buffer_size=max(1, len(frame)), **limits)
+    checker.feed(frame)
+    checker.skip()
+    return msgpack.unpackb(frame, raw=False, use_list=True, **limits)
+
+
 def decode(frame):
     """Decode and validate one frame; raise ProtocolError saying why it is unacceptable."""
     if len(frame) > MAX_MESSAGE_BYTES:
         raise ProtocolError(f"message of {len(frame)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
-        # msgpack allocates an array when it reads its header, before it knows the frame holds
-        # the elements: 5 kB of nested headers each claiming 2**20 elements would cost ~0.1 s of
-        # CPU and ~80 MB. skip() walks the frame without building anything and fails on a
-        # truncated one, so unpackb only runs on frames whose arrays are really there.
-        checker = msgpack.Unpacker(max_buffer_size=max(1, len(frame)), **_UNPACK_LIMITS)
-        checker.feed(frame)
-        checker.skip()
-        data = msgpack.unpackb(frame, raw=False, use_list=True, strict_map_key=True, **_UNPACK_LIMITS)
+        data = unpack_checked(frame, strict_map_key=True, **_UNPACK_LIMITS)
     except UnicodeDecodeError:
         raise ProtocolError("a string is not valid UTF-8") from None
     except (ValueError, msgpack.UnpackException, TypeError) as exc:

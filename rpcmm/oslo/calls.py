@@ -1,24 +1,43 @@
 """The caller's side of RPC calls: a reply address and the calls waiting on it.
 
-A driver that makes calls binds one reply socket (a :class:`~rpcmm.oslo.receiver.Receiver`)
-and puts its address in every request; servers send the reply, and call-monitor beats, there.
-:class:`PendingCalls` matches each reply to the waiting call by request id. A reply that
-matches no waiting call (its caller timed out, or a hostile sender made it up) is dropped.
+A driver that makes calls binds one reply socket (a ROUTER) and puts its address in every
+request; servers send the reply, and call-monitor beats, there. :class:`PendingCalls` matches
+each reply to the waiting call by request id. A reply that matches no waiting call (its caller
+timed out, or a hostile sender made it up) is dropped.
+
+Who reads the socket: the waiting callers themselves, one at a time (leader/followers). The
+first caller to wait becomes the *reader*: it receives from the socket until its own reply
+arrives, handing every other reply to its call on the way. The others wait on their own event.
+When the reader leaves, it wakes one waiting caller, which becomes the next reader. So a lone
+call is woken by zmq itself when its reply arrives, instead of by a reading thread that then
+wakes it: one thread hand-off less on every call (profiles in ``doc/performance.rst``), and
+no thread at all while nobody waits. Replies that arrive while nobody waits stay queued in zmq
+and are read (and dropped, if late) by the next reader.
 
 Thread-safety: :meth:`PendingCalls.expect`, :meth:`PendingCalls.wait` and
-:meth:`PendingCalls.forget` may be called from any thread, for many calls at once; replies are
-delivered from the receiver's task.
+:meth:`PendingCalls.forget` may be called from any thread (or green thread), for many calls at
+once. zmq sockets are not thread-safe: only the holder of the reader lock touches the socket
+(zmq allows a socket to move between threads across such a barrier), and :meth:`stop` closes
+it while holding that lock.
 """
 
 import logging
+import os
 import time
+import uuid
 
+from rpcmm.addressing import Endpoint
+from rpcmm.errors import LifecycleError, ProtocolError
+from rpcmm.logutil import RateLimitedLogger
 from rpcmm.oslo import wire
-from rpcmm.oslo.receiver import Receiver
+from rpcmm.oslo.receiver import bind_router
 
 __all__ = ["PendingCalls", "CallTimedOut", "CallCancelled"]
 
 LOG = logging.getLogger(__name__)
+
+#: How long stop() waits for a reader to leave the socket (it is woken at once).
+_STOP_TIMEOUT = 5.0
 
 
 class CallTimedOut(Exception):
@@ -30,12 +49,13 @@ class CallCancelled(Exception):
 
 
 class _Slot:
-    """One waiting call; written by the receiver's task, read by the caller."""
+    """One waiting call. ``reply`` is written once, by whoever reads the socket, before
+    ``wake`` is set; ``wake`` is also set to make the call the next reader (or on stop)."""
 
-    __slots__ = ("done", "reply", "last_beat")
+    __slots__ = ("wake", "reply", "last_beat")
 
     def __init__(self, runtime):
-        self.done = runtime.event()
+        self.wake = runtime.event()
         self.reply = None
         self.last_beat = time.monotonic()
 
@@ -43,35 +63,67 @@ class _Slot:
 class PendingCalls:
     """Calls waiting for replies, and the socket their replies arrive on.
 
-    Lifecycle: :meth:`start` binds the reply socket (:attr:`address` is then its
-    ``host:port``); :meth:`stop` closes it and wakes every waiting call with CallCancelled.
+    Lifecycle: :meth:`start` binds the reply socket on ``listen_host`` (:attr:`address` is
+    then ``advertise_host:port``; zmq errors such as a bad address are raised); :meth:`stop`
+    wakes every waiting call with CallCancelled and closes the socket. Idempotent.
     """
 
     def __init__(self, context, runtime, listen_host, advertise_host, max_message_bytes, curve=None):
+        self._context = context
         self._runtime = runtime
-        self._lock = runtime.lock()
+        self._zmq = runtime.zmq
+        self._listen = Endpoint(listen_host, 0)
+        self._advertise_host = advertise_host
+        self._max_message_bytes = max_message_bytes
+        self._curve = curve
+        self._lock = runtime.lock()  # guards _slots and _stopped
+        self._reader = runtime.lock()  # held by the one caller that reads the socket
         self._slots = {}
         self._stopped = False
-        self._receiver = Receiver(
-            context, runtime, self._deliver, listen_host, advertise_host, max_message_bytes,
-            name="rpcmm-oslo-replies", curve=curve,
-        )
-
-    @property
-    def address(self):
-        return self._receiver.address
+        self._socket = None
+        self._token = os.urandom(16)
+        self._wake_address = f"inproc://rpcmm-oslo-replies-{uuid.uuid4().hex}"
+        self._drops = RateLimitedLogger(LOG)  # used by the reader only, one at a time
+        self.address = None
 
     def start(self):
-        self._receiver.start()
+        if self._socket is not None or self._stopped:
+            raise LifecycleError("PendingCalls starts once")
+        self._socket, port = bind_router(self._context, self._zmq, self._listen,
+                                         self._max_message_bytes, self._curve, self._wake_address)
+        self.address = str(Endpoint(self._advertise_host, port))
         return self
 
     def stop(self):
         with self._lock:
+            if self._stopped:
+                return
             self._stopped = True
             slots, self._slots = list(self._slots.values()), {}
         for slot in slots:
-            slot.done.set()
-        self._receiver.stop()
+            slot.wake.set()
+        self._wake_reader()
+        if not self._reader.acquire(timeout=_STOP_TIMEOUT):
+            LOG.error("a caller kept the reply socket for %gs after stop; closing it anyway",
+                      _STOP_TIMEOUT)
+        try:
+            socket, self._socket = self._socket, None
+            if socket is not None:
+                socket.close()
+        finally:
+            self._reader.release()
+
+    def _wake_reader(self):
+        """Make a reader blocked in recv return: the token arrives on the socket's inproc end."""
+        if self._socket is None:
+            return
+        waker = self._context.socket(self._zmq.DEALER)
+        try:
+            waker.setsockopt(self._zmq.LINGER, 1000)  # handed over, and close never hangs
+            waker.connect(self._wake_address)
+            waker.send(self._token)
+        finally:
+            waker.close()
 
     def expect(self, msg_id):
         """Register a call before its request is sent, so a fast reply is not missed."""
@@ -88,33 +140,70 @@ class PendingCalls:
 
     def wait(self, msg_id, slot, timeout, monitor_timeout):
         """The call's :class:`~rpcmm.oslo.wire.Reply`, or CallTimedOut after ``timeout`` seconds
-        (None: no limit) or after ``monitor_timeout`` seconds without a reply or a beat."""
+        (None: no limit) or after ``monitor_timeout`` seconds without a reply or a beat;
+        CallCancelled if the transport is stopped meanwhile."""
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
-                now = time.monotonic()
-                limits = []
-                if deadline is not None:
-                    limits.append(deadline - now)
-                if monitor_timeout is not None:
-                    limits.append(slot.last_beat + monitor_timeout - now)
-                wait_for = min(limits) if limits else None
-                if wait_for is not None and wait_for <= 0:
-                    raise CallTimedOut()
-                if slot.done.wait(wait_for):
-                    if slot.reply is None:
-                        raise CallCancelled("the transport was cleaned up during the call")
+                # Clear first: a reply or promotion after this line sets the event again.
+                slot.wake.clear()
+                if slot.reply is not None:
                     return slot.reply
-                # Woken by a limit: loop, since a beat may have moved the monitor's one.
+                if self._stopped:
+                    raise CallCancelled("the transport was cleaned up during the call")
+                wait_for = _time_left(slot, deadline, monitor_timeout)
+                if self._reader.acquire(blocking=False):
+                    try:
+                        self._read_until(slot, deadline, monitor_timeout)
+                    finally:
+                        self._reader.release()
+                    continue
+                slot.wake.wait(wait_for)
         finally:
             self.forget(msg_id)
+            # Whoever leaves may leave nobody reading (the reader, or a caller that was made
+            # reader as its own reply came): hand the socket to one of those still waiting.
+            self._promote()
+
+    def _promote(self):
+        if self._reader.locked():
+            return  # someone reads; it promotes the next one when it leaves
+        with self._lock:
+            waiting = next((s for s in self._slots.values() if s.reply is None), None)
+        if waiting is not None:
+            waiting.wake.set()
+
+    def _read_until(self, slot, deadline, monitor_timeout):
+        """As the reader: receive and hand out messages until ``slot`` has its reply, its time
+        is up (the caller's loop then raises), or the transport stops."""
+        zmq, socket = self._zmq, self._socket
+        if socket is None:  # stopped and closed while this caller waited for the lock
+            return
+        while slot.reply is None and not self._stopped:
+            try:
+                wait_for = _time_left(slot, deadline, monitor_timeout)
+            except CallTimedOut:
+                return
+            # A blocking receive with a timeout rather than a poll: green under eventlet.
+            socket.setsockopt(zmq.RCVTIMEO, -1 if wait_for is None else max(1, int(wait_for * 1000) + 1))
+            try:
+                frames = socket.recv_multipart()
+            except zmq.Again:
+                continue  # the loop looks at the time again
+            if len(frames) == 2 and frames[1] == self._token:
+                return  # stop() woke us; it closes the socket once we let go
+            try:
+                self._deliver(frames[1:])
+            except ProtocolError as exc:
+                self._drops.log("reply socket: dropped a message: %s", exc)
+            except Exception:
+                LOG.exception("reply socket: dropped a message that could not be handled")
 
     def _deliver(self, frames):
-        """Receiver task: route a reply or beat to its call."""
+        """As the reader: route a reply or beat to its call."""
         message = wire.decode(frames)
         if isinstance(message, wire.Request):
-            LOG.debug("a request arrived on the reply socket; dropped")
-            return
+            raise ProtocolError("a request arrived on the reply socket")
         with self._lock:
             slot = self._slots.get(message.msg_id)
         if slot is None:
@@ -124,4 +213,20 @@ class PendingCalls:
             slot.last_beat = time.monotonic()
             return
         slot.reply = message
-        slot.done.set()
+        slot.wake.set()
+
+
+def _time_left(slot, deadline, monitor_timeout):
+    """Seconds the call may still wait (None: no limit); CallTimedOut if none are left."""
+    now = time.monotonic()
+    limits = []
+    if deadline is not None:
+        limits.append(deadline - now)
+    if monitor_timeout is not None:
+        limits.append(slot.last_beat + monitor_timeout - now)
+    if not limits:
+        return None
+    left = min(limits)
+    if left <= 0:
+        raise CallTimedOut()
+    return left

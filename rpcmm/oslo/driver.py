@@ -33,14 +33,19 @@ from oslo_messaging._drivers import common as rpc_common
 
 from rpcmm.addressing import Anycast, Fanout
 from rpcmm.embedded import EmbeddedRegistry
-from rpcmm.errors import ConfigurationError, LifecycleError, ProtocolError, RegistryUnavailable
+from rpcmm.errors import (
+    ConfigurationError,
+    LifecycleError,
+    ProtocolError,
+    RegistryUnavailable,
+)
 from rpcmm.factory import matchmaker_for_seed
 from rpcmm.logutil import RateLimitedLogger
 from rpcmm.oslo import wire
 from rpcmm.oslo.calls import CallCancelled, CallTimedOut, PendingCalls
 from rpcmm.oslo.discovery import plan_for
 from rpcmm.oslo.keys import load_transport_keys
-from rpcmm.oslo.listener import ZmqListener
+from rpcmm.oslo.listener import PushListener, ZmqListener
 from rpcmm.oslo.names import NotifyTopic, PoolMember, RpcServer, RpcTopic
 from rpcmm.oslo.options import register_opts
 from rpcmm.oslo.peers import Outbox, PeerBusy
@@ -322,7 +327,7 @@ class ZmqDriver(base.BaseDriver):
             topics.append(RpcServer(exchange, target.topic, target.server).name)
         listener = self._listener(topics, lambda address: address,
                                   f"rpcmm-oslo-rpc-{target.topic}")
-        return base.PollStyleListenerAdapter(listener, batch_size, batch_timeout)
+        return _oslo_listener(listener, batch_size, batch_timeout)
 
     def listen_for_notifications(self, targets_and_priorities, pool, batch_size, batch_timeout):
         """Receive ``<topic>.<priority>`` notifications as a member of ``pool`` (None: the
@@ -333,7 +338,7 @@ class ZmqDriver(base.BaseDriver):
         })
         listener = self._listener(topics, lambda address: PoolMember(pool, address).host,
                                   "rpcmm-oslo-notify")
-        return base.PollStyleListenerAdapter(listener, batch_size, batch_timeout)
+        return _oslo_listener(listener, batch_size, batch_timeout)
 
     def _listener(self, topics, host_for, name):
         matchmaker = self._start()
@@ -344,3 +349,11 @@ class ZmqDriver(base.BaseDriver):
                 raise LifecycleError("this zmq transport has been cleaned up")
             self._listeners.add(listener)
         return listener.start()
+
+
+def _oslo_listener(listener, batch_size, batch_timeout):
+    """What oslo.messaging gets for a started ZmqListener: messages pushed from the receiving
+    task for batches of one (no thread hand-off), else a polling thread that gathers batches."""
+    if batch_size == 1:
+        return PushListener(listener)
+    return base.PollStyleListenerAdapter(listener, batch_size, batch_timeout)

@@ -11,6 +11,7 @@ green threads), without any polling loop or receive timeout.
 
 import logging
 import os
+import threading
 import time
 import uuid
 
@@ -19,7 +20,7 @@ from rpcmm.errors import LifecycleError, ProtocolError
 from rpcmm.logutil import RateLimitedLogger
 from rpcmm.security import secure_server_socket
 
-__all__ = ["Receiver"]
+__all__ = ["Receiver", "bind_router"]
 
 LOG = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ class Receiver:
 
     Lifecycle: the constructor does nothing; :meth:`start` binds (raising zmq errors, e.g. a bad
     ``listen_host``) and starts the task; :attr:`address` is then ``host:port``;
-    :meth:`stop` wakes the task, which closes the socket, and joins it. Idempotent.
+    :meth:`stop` wakes the task, which closes the socket, and joins it (unless ``handle`` itself
+    called it: then the task ends when ``handle`` returns). Idempotent.
     """
 
     def __init__(self, context, runtime, handle, listen_host, advertise_host, max_message_bytes,
@@ -60,6 +62,7 @@ class Receiver:
         self._ready = runtime.event()
         self._start_error = None
         self._task = None
+        self._reader_ident = None
         self.address = None
         self._drops = RateLimitedLogger(LOG)
 
@@ -79,6 +82,9 @@ class Receiver:
         task, self._task = self._task, None
         if task is None or not task.is_alive():
             return
+        # Called by the handler itself (e.g. an oslo server stopped from one of its own
+        # callbacks): the token ends the loop once the handler returns; nothing to join.
+        inside = threading.get_ident() == self._reader_ident
         zmq = self._runtime.zmq
         waker = self._context.socket(zmq.DEALER)
         try:
@@ -88,6 +94,8 @@ class Receiver:
             waker.send(self._token)
         finally:
             waker.close()
+        if inside:
+            return
         task.join(_JOIN_TIMEOUT)
         if task.is_alive():
             LOG.error("%s did not stop within %gs", self._name, _JOIN_TIMEOUT)
@@ -95,6 +103,7 @@ class Receiver:
     # -- the reading task: owns the socket from creation to close ------------------------------
 
     def _run(self):
+        self._reader_ident = threading.get_ident()
         try:
             socket, port = self._bind()
         except Exception as exc:  # reported to start()'s caller
@@ -109,26 +118,8 @@ class Receiver:
             socket.close()
 
     def _bind(self):
-        """Make the socket and bind tcp (reading the port the OS picked), then the wake endpoint."""
-        zmq = self._runtime.zmq
-        socket = self._context.socket(zmq.ROUTER)
-        try:
-            socket.setsockopt(zmq.LINGER, 0)
-            socket.setsockopt(zmq.RCVHWM, _RECEIVE_HIGH_WATER_MARK)
-            # zmq drops oversized messages before they are read (a hostile peer's memory bomb).
-            socket.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
-            if self._listen.is_ipv6:
-                socket.setsockopt(zmq.IPV6, 1)
-            if self._curve is not None:
-                # Only the tcp endpoint is CURVE; the inproc wake endpoint has no handshake.
-                secure_server_socket(socket, self._curve)
-            socket.bind(self._listen.zmq_address())
-            port = int(socket.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
-            socket.bind(self._wake_address)
-        except Exception:
-            socket.close()
-            raise
-        return socket, port
+        return bind_router(self._context, self._runtime.zmq, self._listen, self._max_message_bytes,
+                           self._curve, self._wake_address)
 
     def _read(self, socket):
         read = 0
@@ -153,3 +144,27 @@ class Receiver:
                 # heartbeat, an in-process registry). sleep(0) yields under eventlet and
                 # costs next to nothing with plain threads.
                 time.sleep(0)
+
+
+def bind_router(context, zmq, listen, max_message_bytes, curve, wake_address):
+    """A ROUTER bound on ``listen`` (an Endpoint whose port 0 lets the OS pick) and on the
+    ``inproc://`` ``wake_address``; returns ``(socket, port)``. Raises zmq errors (e.g. a bad
+    address), closing the socket first. ``curve`` (a LoadedCurveServerConfig) secures the tcp
+    endpoint; the inproc one has no handshake (only this process can reach it)."""
+    socket = context.socket(zmq.ROUTER)
+    try:
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.RCVHWM, _RECEIVE_HIGH_WATER_MARK)
+        # zmq drops oversized messages before they are read (a hostile peer's memory bomb).
+        socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+        if listen.is_ipv6:
+            socket.setsockopt(zmq.IPV6, 1)
+        if curve is not None:
+            secure_server_socket(socket, curve)
+        socket.bind(listen.zmq_address())
+        port = int(socket.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
+        socket.bind(wake_address)
+    except Exception:
+        socket.close()
+        raise
+    return socket, port

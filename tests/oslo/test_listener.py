@@ -1,5 +1,6 @@
-"""The listener on its own: registration, batching, stopping, hostile input, back pressure."""
+"""The listener on its own: registration, batching, pushing, stopping, hostile input, back pressure."""
 
+import collections
 import threading
 import time
 
@@ -7,7 +8,7 @@ import pytest
 import zmq
 
 from rpcmm.oslo import wire
-from rpcmm.oslo.listener import ZmqListener
+from rpcmm.oslo.listener import PushListener, ZmqListener
 from rpcmm.oslo.peers import Outbox
 from rpcmm.runtime import THREADING
 from rpcmm.testing import wait_for
@@ -119,7 +120,7 @@ def test_poll_times_out_empty_and_stop_wakes_it(make_listener):
 def test_hostile_input_is_dropped_and_the_listener_goes_on(make_listener, sender):
     listener = make_listener()
     send = sender(listener.address)
-    for frames in ([b"junk"], [b"rpcmm-oslo/1", b"{"], request(1, to="rpc/openstack/other"),
+    for frames in ([b"junk"], [b"\x92\x02"], request(1, to="rpc/openstack/other"),
                    wire.encode(wire.Reply("x", result=1)), [b"a", b"b", b"c"]):
         send(frames)
     send(request(2))
@@ -158,3 +159,59 @@ def test_replies_to_a_cast_are_ignored(make_listener, sender):
     message.reply({"ignored": True})  # no reply address: nothing is sent anywhere
     message.heartbeat()
     assert RecordingOutbox.sent == []
+
+
+# -- pushed to oslo's callback (batches of one) -------------------------------------------------
+
+
+def test_pushed_messages_reach_the_callback_from_the_receiving_task(make_listener, sender):
+    listener = make_listener()
+    push = PushListener(listener)
+    send = sender(listener.address)
+    send(request(0))  # before start: queued, then handed over by start
+    wait_for(lambda: len(listener._queue) == 1, timeout=5)
+    got, threads = [], set()
+
+    def on_incoming(batch):
+        threads.add(threading.current_thread().name)
+        got.extend(batch)
+
+    push.start(on_incoming)
+    for n in range(1, 4):
+        send(request(n))
+    wait_for(lambda: len(got) == 4, timeout=5)
+    assert [m.message["n"] for m in got] == [0, 1, 2, 3]
+    assert "test-listener" in threads  # the later ones came straight from the receiving task
+    assert listener._queue == collections.deque()
+    push.stop()
+    push.cleanup()
+
+
+def test_after_stop_the_callback_is_never_called(make_listener, sender):
+    listener = make_listener()
+    push = PushListener(listener)
+    got = []
+    push.start(got.extend)
+    send = sender(listener.address)
+    send(request(1))
+    wait_for(lambda: len(got) == 1, timeout=5)
+    push.stop()
+    send(request(2))
+    time.sleep(0.2)  # give a wrong delivery its chance to happen
+    assert [m.message["n"] for m in got] == [1]
+    assert listener._matchmaker.registered == set()
+
+
+def test_a_callback_may_stop_its_own_listener(make_listener, sender):
+    listener = make_listener()
+    push = PushListener(listener)
+    stopped = threading.Event()
+
+    def on_incoming(batch):
+        push.stop()  # from the receiving task itself: must not wait for itself
+        stopped.set()
+
+    push.start(on_incoming)
+    sender(listener.address)(request(1))
+    assert stopped.wait(5)
+    wait_for(lambda: not listener._receiver._task, timeout=5)

@@ -3,9 +3,10 @@
 import threading
 import time
 
+import msgpack
+import oslo_messaging
 import pytest
 
-import oslo_messaging
 from rpcmm.oslo.names import RpcServer, RpcTopic
 from rpcmm.testing import wait_for
 
@@ -241,14 +242,17 @@ def test_a_server_survives_malformed_messages(transports, registered, context):
     attacker = context.socket(zmq.DEALER)
     attacker.setsockopt(zmq.LINGER, 0)
     attacker.connect(f"tcp://{address}")
+    def envelope(*body):
+        return [msgpack.packb(list(body), use_bin_type=True)]
+
     junk = [
         [b"garbage"],
-        [b"rpcmm-oslo/1", b"not json"],
-        [b"rpcmm-oslo/1", b"[1, 2]"],
-        [b"rpcmm-oslo/1", b'{"k": "req", "id": "x", "to": "other-topic", "ctxt": {}, "msg": {}}'],
-        [b"rpcmm-oslo/1", b'{"k": "req", "id": "x", "to": "' + name.encode() +
-         b'", "ctxt": {}, "msg": {}, "reply": "ipc:///tmp/evil"}'],
-        [b"rpcmm-oslo/1", b'{"k": "rep", "id": "x", "failure": 5}'],
+        [b"rpcmm-oslo/1", b'{"k": "beat", "id": "x"}'],
+        envelope(2, 1),
+        envelope(2, 1, "x", "other-topic", {}, {}, None, None),
+        envelope(2, 1, "x", name, {}, {}, "ipc:///tmp/evil", None),
+        envelope(2, 2, "x", None, 5),
+        [b"\x91" * 5000 + b"\xc0"],
         [b"a", b"b", b"c"],
     ]
     for frames in junk:

@@ -1,0 +1,138 @@
+"""Waiting calls and their reply socket: callers take turns reading it (leader/followers)."""
+
+import threading
+import time
+
+import pytest
+import zmq
+
+from rpcmm.oslo import wire
+from rpcmm.oslo.calls import CallCancelled, CallTimedOut, PendingCalls
+from rpcmm.runtime import THREADING
+
+pytestmark = [pytest.mark.functional, pytest.mark.timeout(20)]
+
+
+@pytest.fixture
+def calls(context):
+    pending = PendingCalls(context, THREADING, "127.0.0.1", "127.0.0.1", 1 << 20).start()
+    yield pending
+    pending.stop()
+
+
+@pytest.fixture
+def server(context, calls):
+    """Sends replies and beats to the calls' socket, as a server's outbox would."""
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.connect(f"tcp://{calls.address}")
+    lock = threading.Lock()
+
+    def send(message):
+        with lock:
+            socket.send_multipart(wire.encode(message))
+
+    yield send
+    socket.close()
+
+
+def call_in_thread(calls, msg_id, timeout=5.0, monitor=None):
+    """Start waiting for ``msg_id`` in a thread; returns (thread, outcome list)."""
+    slot = calls.expect(msg_id)
+    outcome = []
+
+    def wait():
+        try:
+            outcome.append(calls.wait(msg_id, slot, timeout, monitor))
+        except (CallTimedOut, CallCancelled) as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_lone_call_reads_its_own_reply(calls, server):
+    slot = calls.expect("a")
+    server(wire.Reply("a", result=42))
+    assert calls.wait("a", slot, 5.0, None) == wire.Reply("a", result=42)
+    assert calls._slots == {}
+    assert not calls._reader.locked()
+
+
+def test_the_reader_hands_other_replies_to_their_calls(calls, server):
+    slow, slow_outcome = call_in_thread(calls, "slow")
+    time.sleep(0.1)  # "slow" is the reader now, blocked in recv
+    assert calls._reader.locked()
+    quick, quick_outcome = call_in_thread(calls, "quick")
+    server(wire.Reply("quick", result="q"))
+    quick.join(2)
+    assert quick_outcome == [wire.Reply("quick", result="q")] and slow.is_alive()
+    server(wire.Reply("slow", result="s"))
+    slow.join(2)
+    assert slow_outcome == [wire.Reply("slow", result="s")]
+
+
+def test_when_the_reader_leaves_a_waiting_call_takes_over(calls, server):
+    first, first_outcome = call_in_thread(calls, "first", timeout=0.2)
+    time.sleep(0.05)
+    second, second_outcome = call_in_thread(calls, "second", timeout=5.0)
+    first.join(2)
+    assert isinstance(first_outcome[0], CallTimedOut)
+    time.sleep(0.1)
+    server(wire.Reply("second", result=2))  # nobody but "second" is left to read it
+    second.join(2)
+    assert second_outcome == [wire.Reply("second", result=2)]
+
+
+def test_many_concurrent_calls_each_get_their_reply(calls, server):
+    started = [call_in_thread(calls, f"c{n}") for n in range(20)]
+    for n in reversed(range(20)):
+        server(wire.Reply(f"c{n}", result=n))
+    for n, (thread, outcome) in enumerate(started):
+        thread.join(5)
+        assert outcome == [wire.Reply(f"c{n}", result=n)]
+
+
+def test_beats_keep_a_monitored_call_alive(calls, server):
+    thread, outcome = call_in_thread(calls, "m", timeout=5.0, monitor=0.3)
+    for _ in range(4):
+        time.sleep(0.15)
+        server(wire.Beat("m"))
+    assert thread.is_alive()  # 0.6 s in: past one monitor timeout, kept alive by the beats
+    server(wire.Reply("m", result="done"))
+    thread.join(2)
+    assert outcome == [wire.Reply("m", result="done")]
+
+
+def test_a_silent_monitored_call_times_out(calls):
+    thread, outcome = call_in_thread(calls, "m", timeout=5.0, monitor=0.2)
+    thread.join(2)
+    assert isinstance(outcome[0], CallTimedOut)
+
+
+def test_stop_cancels_the_reader_and_the_followers(calls):
+    waiting = [call_in_thread(calls, f"w{n}", timeout=None) for n in range(3)]
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    calls.stop()
+    for thread, outcome in waiting:
+        thread.join(2)
+        assert isinstance(outcome[0], CallCancelled)
+    assert time.monotonic() - t0 < 1.0
+    assert calls._socket is None
+    with pytest.raises(CallCancelled):
+        calls.expect("late")
+
+
+def test_junk_and_stray_replies_are_dropped(calls, server, context):
+    stranger = context.socket(zmq.DEALER)
+    stranger.setsockopt(zmq.LINGER, 0)
+    stranger.connect(f"tcp://{calls.address}")
+    for frames in ([b"junk"], [b"a", b"b"], wire.encode(wire.Request("r", "t", {}, {}))):
+        stranger.send_multipart(frames)
+    stranger.close()
+    server(wire.Reply("nobody-waits", result=1))
+    slot = calls.expect("x")
+    server(wire.Reply("x", result="ok"))
+    assert calls.wait("x", slot, 5.0, None).result == "ok"
