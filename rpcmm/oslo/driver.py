@@ -21,6 +21,7 @@ thread-safe; under eventlet the same code runs on green threads (:mod:`rpcmm.run
 """
 
 import collections
+import functools
 import itertools
 import logging
 import time
@@ -102,6 +103,11 @@ class ZmqDriver(base.BaseDriver):
     def _start(self):
         """Start everything on first use; returns the matchmaker. Raises LifecycleError after
         cleanup, ConfigurationError/SeedError for bad options."""
+        matchmaker = self._matchmaker
+        if self._started and matchmaker is not None and not self._closing.is_set():
+            # Every send comes here: once started, no lock (the fields are written once, under
+            # the lock, before _started; a cleanup racing this send fails it in the outbox).
+            return matchmaker
         with self._lock:
             if self._closing.is_set():
                 raise LifecycleError("this zmq transport has been cleaned up")
@@ -141,6 +147,9 @@ class ZmqDriver(base.BaseDriver):
 
     def _pending_calls(self):
         """The reply socket and its waiting calls, started on the first call."""
+        calls = self._calls
+        if calls is not None:
+            return calls
         with self._lock:
             if self._calls is None:
                 if self._closing.is_set():
@@ -201,17 +210,21 @@ class ZmqDriver(base.BaseDriver):
         returns once the request is queued for every chosen peer. ``retry`` is not needed: a
         request is handed to zmq once and never resent, so it is never duplicated."""
         matchmaker = self._start()
-        exchange = self._exchange(target)
-        if target.fanout:
-            key = Fanout(RpcTopic(exchange, target.topic).name)
-        elif target.server:
-            key = Anycast(RpcServer(exchange, target.topic, target.server).name)
-        else:
-            key = Anycast(RpcTopic(exchange, target.topic).name)
+        key = self._key_for(self._exchange(target), target.topic, target.server, target.fanout)
         if wait_for_reply:
             return self._call(matchmaker, key, target, ctxt, message, timeout, call_monitor_timeout)
         self._cast(matchmaker, key, target, ctxt, message)
         return None
+
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)  # senders address the same few targets over and over
+    def _key_for(exchange, topic, server, fanout):
+        """The rpcmm lookup key of an oslo target."""
+        if fanout:
+            return Fanout(RpcTopic(exchange, topic).name)
+        if server:
+            return Anycast(RpcServer(exchange, topic, server).name)
+        return Anycast(RpcTopic(exchange, topic).name)
 
     def _call(self, matchmaker, key, target, ctxt, message, timeout, monitor_timeout):
         deadline = None if timeout is None else time.monotonic() + timeout
