@@ -6,10 +6,16 @@ lookup and its two latency anchors (a raw pyzmq round trip, the Redis matchmaker
 sampled in alternating blocks of a fraction of a second each (anchor, rpcmm, anchor, rpcmm,
 ...) against one long-lived server per side, and each side's percentiles are taken over its
 pooled samples: the drift then lands on both sides of the ratio alike, where anchors measured
-minutes apart made the ratios swing. The other anchors alternate with their rpcmm figure
-repeat by repeat (dict vs cached lookup, Redis heartbeat vs registry ingest) or run in the
-same section (oslo.messaging, PUB->SUB). Each figure is the median of several repeats; the
-min-max range is kept in the JSON.
+minutes apart made the ratios swing. oslo.messaging is measured the same way: RabbitMQ, the
+zmq registry and one oslo server child per transport are all started first, then calls
+alternate in blocks of 100 (rabbit://, zmq://, ...) and casts in bursts of 2000-5000
+(rabbit://, zmq://, oslo's dispatch ceiling, ...), each transport's cast figure being its
+median burst (:mod:`benchmarks.oslo_rpc`). The dispatch ceiling -- oslo's own threading
+executor fed by a fake transport, no driver at all -- bounds any driver's cast throughput, so
+its ratio to RabbitMQ's says whether a cast goal is reachable at all. The other anchors
+alternate with their rpcmm figure repeat by repeat (dict vs cached lookup, Redis heartbeat vs
+registry ingest) or run in the same section (PUB->SUB). Each figure is the median of several
+repeats; the min-max range is kept in the JSON.
 
 Sections (each one's failure is reported in its rows and the others still run; section 4
 runs last, see main()):
@@ -17,7 +23,8 @@ runs last, see main()):
 1. cached lookup vs a bare dict lookup with an expiry check;
 2. remote lookup (cache bypassed) vs a raw pyzmq DEALER->ROUTER round trip of the same sizes;
 3. remote lookup vs the seed's Redis matchmaker lookup; registry ingest vs its Redis heartbeat;
-4. oslo.messaging call/cast over rpcmm's ``zmq://`` vs over RabbitMQ;
+4. oslo.messaging call/cast over rpcmm's ``zmq://`` vs over RabbitMQ, side by side, and oslo's
+   server dispatch ceiling (informational);
 5. change propagation to live-subscribed caches vs raw PUB->SUB one way;
 6. scale: one registry from 1k to 100k hosts (:mod:`benchmarks.scale`).
 
@@ -26,9 +33,11 @@ measurement failed, 2 on bad usage.
 """
 
 import argparse
+import contextlib
 import os
 import random
 import signal
+import statistics
 import sys
 import time
 import traceback
@@ -56,7 +65,12 @@ class Settings:
         self.lookup_warmup = 1000
         self.redis_heartbeats = 3000 if quick else 20_000
         self.ingest_rounds = 10 if quick else 40
-        self.oslo_n = 300 if quick else 2000
+        self.oslo_n = 1000 if quick else 2000  # calls per transport and run, in blocks of oslo_block
+        self.oslo_block = 100  # calls per block when alternating rabbit:// and zmq://
+        self.oslo_warmup = 200  # calls per transport before the first run, discarded
+        self.oslo_cast_n = 2000 if quick else 5000  # casts per burst (a second or so each)
+        self.oslo_bursts = 3 if quick else 2  # cast bursts per transport and run, alternating
+        self.oslo_ceiling_n = 5000 if quick else 20_000  # messages per dispatch-ceiling burst
         self.pubsub_n = 1000 if quick else 5000
         self.scale_sizes = (1000, 10_000) if quick else (1000, 10_000, 100_000)
         self.scale_paced_s = 3 if quick else 8
@@ -276,72 +290,135 @@ def _redis_rows():
                            "Redis EXPIRE per topic, 1 pipeline per host", (">=", 10.0), "")]
 
 
+_CEILING = "oslo.messaging server dispatch ceiling, no transport (threading executor)"
+_CEILING_VS_RABBIT = "oslo.messaging dispatch ceiling / rabbit:// cast throughput"
+_RABBIT_CAST = "same cast over rabbit:// + RabbitMQ"
+
+
 def _oslo_rows(status=""):
     return [report.skipped("oslo.messaging call p50 (zmq://)", "µs", "same call over rabbit:// + RabbitMQ",
                            (">=", 5.0), status, ratio_is="anchor/value"),
             report.skipped("oslo.messaging call p99 (zmq://)", "µs", "same call over rabbit:// + RabbitMQ",
                            (">=", 5.0), status, ratio_is="anchor/value"),
-            report.skipped("oslo.messaging cast throughput (zmq://)", "casts/s", "same cast over rabbit:// + RabbitMQ",
-                           (">=", 10.0), status)]
+            report.skipped("oslo.messaging cast throughput (zmq://)", "casts/s", _RABBIT_CAST, (">=", 10.0), status),
+            report.skipped(_CEILING, "messages/s", "-", None, status),
+            report.skipped(_CEILING_VS_RABBIT, "messages/s", _RABBIT_CAST, None, status)]
+
+
+def _stop_rabbit():
+    """Stop the RabbitMQ node and its epmd if this run started them (by the PIDs it got)."""
+    for srv in reversed(list(servers.STARTED)):
+        if srv.name in ("rabbitmq-server", "epmd"):
+            srv.stop()
 
 
 def oslo_section(run):
-    """Section 4: oslo.messaging call/cast over rabbit:// (anchor) and zmq:// (rpcmm's driver)."""
+    """Section 4: oslo.messaging call/cast over rabbit:// (anchor) and zmq:// (rpcmm's driver),
+    side by side, and oslo's own dispatch ceiling.
+
+    Every server is started first (the zmq registry and oslo server child, RabbitMQ and its
+    oslo server child), one client per transport lives in this process (one ``cfg.CONF``,
+    parsed with the zmq config file), both are warmed up, then per run: calls in alternating
+    blocks of ``oslo_block`` until each transport has ``oslo_n``, then cast bursts in turn
+    (rabbit, zmq, dispatch ceiling) ``oslo_bursts`` times. See :mod:`benchmarks.oslo_rpc`.
+    """
     s = run.s
     runs = max(1, s.repeats - 1) if s.quick else s.repeats
-    rabbit = zmq_result = None
-    rabbit_status = zmq_status = None
     try:
         import oslo_messaging  # noqa: F401
     except ImportError:
         raise servers.Missing("oslo.messaging not installed (pip install oslo.messaging)") from None
-    try:
-        server, port, ready_s = servers.start_rabbit()
-        try:
-            log(f"   rabbitmq ready in {ready_s:.1f} s")
-            rabbit = oslo_rpc.measure(f"rabbit://guest:guest@127.0.0.1:{port}/", s.oslo_n, runs, name="rabbit")
-            rabbit["ready_s"] = round(ready_s, 1)
-        finally:
-            server.stop()
-            for srv in list(servers.STARTED):
-                if srv.name == "epmd":
-                    srv.stop()
-    except servers.Missing as exc:
-        rabbit_status = f"skipped: {exc}"
     zmq_status = oslo_rpc.driver_status()
-    if zmq_status is None:
-        registry, endpoint = servers.start_registry(name="oslo-registry")
-        try:
+    rabbit_status = None
+    sides = {}
+    details = {"call_block": s.oslo_block, "cast_n": s.oslo_cast_n, "ceiling_n": s.oslo_ceiling_n}
+    call_runs, cast_bursts, ceiling_per_s = {}, {}, []
+    t_start = time.perf_counter()
+    # Everything started here is stopped on leaving, newest first, even if one stop fails:
+    # the clients (before their servers), the dispatch ceiling, RabbitMQ and epmd, the registry.
+    with contextlib.ExitStack() as stack:
+        conf_path = None
+        if zmq_status is None:
+            registry, endpoint = servers.start_registry(name="oslo-registry")
+            stack.callback(registry.stop)
             conf_path = os.path.join(servers.LOG_DIR, "oslo-rpcmm.conf")
             seed_path = os.path.join(servers.LOG_DIR, "oslo-seed.json")
             with open(seed_path, "w") as f:
-                f.write('{"rpcmm-registry": ["%s"]}\n' % endpoint)
+                f.write(f'{{"rpcmm-registry": ["{endpoint}"]}}\n')
             with open(conf_path, "w") as f:
                 f.write(f"[rpcmm]\nseed_file = {seed_path}\n")
-            zmq_result = oslo_rpc.measure(f"zmq://{endpoint}/", s.oslo_n, runs, config_file=conf_path, name="zmq")
-        finally:
-            registry.stop()
-    else:
-        zmq_status = f"{zmq_status}"
-    details = {}
-    for label, res in (("rabbit", rabbit), ("zmq", zmq_result)):
+        oslo_rpc.configure(conf_path)  # once: the rabbit driver ignores the [rpcmm] group
+        if zmq_status is None:
+            zmq_side = stack.enter_context(contextlib.closing(oslo_rpc.Side("zmq", f"zmq://{endpoint}/", conf_path)))
+        stack.callback(_stop_rabbit)  # also if start_rabbit fails half-way
+        try:
+            _server, port, ready_s = servers.start_rabbit()
+        except servers.Missing as exc:
+            rabbit_status = f"skipped: {exc}"
+        else:
+            log(f"   rabbitmq ready in {ready_s:.1f} s")
+            details["rabbit_ready_s"] = round(ready_s, 1)
+            sides["rabbit"] = stack.enter_context(contextlib.closing(
+                oslo_rpc.Side("rabbit", f"rabbit://guest:guest@127.0.0.1:{port}/")))
+        if zmq_status is None:
+            sides["zmq"] = zmq_side  # after rabbit: every turn is rabbit, zmq (, ceiling)
+        ceiling = stack.enter_context(contextlib.closing(oslo_rpc.DispatchCeiling()))
+        log(f"   servers and clients ready in {time.perf_counter() - t_start:.1f} s")
+
+        # warm-up, discarded: first calls, alternating call blocks, one short cast burst each
+        wait = max(30.0, s.oslo_cast_n / 100)  # a burst at 100 casts/s would be a failure anyway
+        first_call_s = {name: side.warm_up(0) for name, side in sides.items()}
+        calls = {name: side.take for name, side in sides.items()}
+        interleaved(calls, s.oslo_warmup, s.oslo_block)
+        for side in sides.values():
+            side.cast_burst(s.oslo_cast_n // 10, wait)
+        ceiling.take(s.oslo_ceiling_n // 10, wait)
+
+        bursts = {name: (lambda k, side=side: [side.cast_burst(s.oslo_cast_n, wait) for _ in range(k)])
+                  for name, side in sides.items()}
+        bursts["ceiling"] = lambda k: [ceiling.take(s.oslo_ceiling_n, wait) for _ in range(k)]
+        for _ in range(runs):
+            got = _interleaved_runs(calls, s.oslo_n, s.oslo_block) if calls else {}
+            for name, summary in got.items():
+                call_runs.setdefault(name, []).append(summary)
+            casts = interleaved(bursts, s.oslo_bursts, 1, budget=60.0)  # at least one full turn
+            for name in sides:
+                cast_bursts.setdefault(name, []).append(casts[name])
+            ceiling_per_s += casts["ceiling"]
+    log(f"   measured in {time.perf_counter() - t_start:.1f} s")
+
+    results = {}
+    for name in sides:
+        runs_out = []
+        for call, burst in zip(call_runs[name], cast_bursts[name]):
+            runs_out.append({
+                "call": {k: v for k, v in call.items() if k != "samples_ns"}, "samples_ns": call["samples_ns"],
+                "cast_per_s": statistics.median(b["cast_per_s"] for b in burst),
+                "cast_sent_per_s": statistics.median(b["cast_sent_per_s"] for b in burst),
+                "cast_bursts": burst})
+        results[name] = {"first_call_s": round(first_call_s[name], 3), "runs": runs_out}
+    for label in ("rabbit", "zmq"):
+        res = results.get(label)
         if res:
             details[label] = {"first_call_s": res["first_call_s"], "runs": _strip(res["runs"])}
             details.setdefault("cdf_us", {})[f"oslo call over {label}://"] = report.quantiles(res["runs"][-1]["samples_ns"])
+    details["ceiling_per_s"] = [round(v, 1) for v in ceiling_per_s]
     run.details["oslo"] = details
 
-    def pick(res, key):
+    def pick(label, key):
+        res = results.get(label)
         if not res:
             return None
-        vals = [r["call"][key] for r in res["runs"]] if key != "cast" else [r["cast_per_s"] for r in res["runs"]]
-        return spread(vals)
+        if key == "cast":  # the median burst (of every run), not the median of per-run medians
+            return spread([b["cast_per_s"] for r in res["runs"] for b in r["cast_bursts"]])
+        return spread([r["call"][key] for r in res["runs"]])
 
     rows = []
     for key, label, unit, goal, ratio_is in (
             ("p50_us", "oslo.messaging call p50 (zmq://)", "µs", (">=", 5.0), "anchor/value"),
             ("p99_us", "oslo.messaging call p99 (zmq://)", "µs", (">=", 5.0), "anchor/value"),
             ("cast", "oslo.messaging cast throughput (zmq://)", "casts/s", (">=", 10.0), "value/anchor")):
-        v, a = pick(zmq_result, key), pick(rabbit, key)
+        v, a = pick("zmq", key), pick("rabbit", key)
         anchor = "same " + ("cast" if key == "cast" else "call") + " over rabbit:// + RabbitMQ"
         if v is None:
             rows.append(report.skipped(label, unit, anchor, goal, zmq_status, anchor_value=a and a["median"],
@@ -352,6 +429,10 @@ def oslo_section(run):
         else:
             rows.append(report.metric(label, v["median"], unit, anchor, a["median"], goal, ratio_is=ratio_is,
                                       value_spread=v, anchor_spread=a))
+    c, a = spread(ceiling_per_s), pick("rabbit", "cast")
+    rows.append(report.metric(_CEILING, c["median"], "messages/s", "-", None, None, value_spread=c))
+    rows.append(report.metric(_CEILING_VS_RABBIT, c["median"], "messages/s", _RABBIT_CAST, a and a["median"], None,
+                              value_spread=c, anchor_spread=a, note=None if a else rabbit_status))
     run.rows += rows
 
 
