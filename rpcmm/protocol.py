@@ -310,6 +310,10 @@ _UNPACK_LIMITS = dict(
     max_str_len=4 * MAX_NAME_LENGTH,
     max_array_len=max(MAX_HOSTS_PER_MESSAGE, MAX_TOPICS_PER_HOST, 1 << 20),
 )
+#: Frames up to this many bytes are unpacked without the walk (an array has at most as many
+#: elements as its frame has bytes, so the array cap below never refuses a valid frame).
+_SMALL_FRAME = 256
+_SMALL_UNPACK_LIMITS = dict(_UNPACK_LIMITS, max_array_len=_SMALL_FRAME)
 
 
 def unpack_checked(frame, **limits):
@@ -332,7 +336,12 @@ def decode(frame):
     if len(frame) > MAX_MESSAGE_BYTES:
         raise ProtocolError(f"message of {len(frame)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
-        data = unpack_checked(frame, strict_map_key=True, **_UNPACK_LIMITS)
+        if len(frame) <= _SMALL_FRAME:
+            # Most frames (lookups, a host's heartbeat): no walk first. Arrays capped at the
+            # frame's size cannot cost much: at worst ~85 headers x 256 slots.
+            data = msgpack.unpackb(frame, raw=False, use_list=True, strict_map_key=True, **_SMALL_UNPACK_LIMITS)
+        else:
+            data = unpack_checked(frame, strict_map_key=True, **_UNPACK_LIMITS)
     except UnicodeDecodeError:
         raise ProtocolError("a string is not valid UTF-8") from None
     except (ValueError, msgpack.UnpackException, TypeError) as exc:
