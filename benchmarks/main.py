@@ -63,6 +63,7 @@ class Settings:
         self.redis_lookups = 1000 if quick else 5000
         self.redis_block = 100  # lookups per block when interleaving Redis and rpcmm (11 round trips each)
         self.lookup_warmup = 1000
+        self.settle = 0.02  # seconds of untimed lookups at the start of every interleaved block (see interleaved())
         self.redis_heartbeats = 3000 if quick else 20_000
         self.ingest_rounds = 10 if quick else 40
         self.oslo_n = 1000 if quick else 2000  # calls per transport and run, in blocks of oslo_block
@@ -151,14 +152,15 @@ def lookups_section(run, registry_endpoint, registry_pid):
     raw = remote = None
     try:
         raw = anchors.ZmqRoundTrip(request_bytes, reply_bytes,
-                                   max_requests=s.lookup_warmup + s.repeats * s.rtt_n + s.rtt_block)
+                                   max_requests=s.lookup_warmup + s.repeats * (s.rtt_n + s.rtt_block)
+                                   + _SETTLE_ALLOWANCE * s.repeats * (s.rtt_n // s.rtt_block + 2))
         remote = rpcmm_paths.RemoteLookup(registry_endpoint, topics)
         rnd = random.Random(3)
         sides = {"zmq": raw.take, "rpcmm": lambda k: remote.samples(k, rnd, expect=10)}
         interleaved(sides, s.lookup_warmup, s.rtt_block)  # warm-up, discarded
         for _ in range(s.repeats):
             wrong = remote.wrong
-            got = _interleaved_runs(sides, s.rtt_n, s.rtt_block)
+            got = _interleaved_runs(sides, s.rtt_n, s.rtt_block, s.settle)
             zmq_runs.append(got["zmq"])
             rpcmm_runs.append(dict(got["rpcmm"], wrong_answers=remote.wrong - wrong))
     finally:
@@ -181,13 +183,17 @@ def lookups_section(run, registry_endpoint, registry_pid):
     run.details["remote_lookup_p50_us"] = spread([r["p50_us"] for r in rpcmm_runs])
 
 
-def _interleaved_runs(sides, n, block):
+#: Round trips the raw zmq server allows per block for settling (20 ms at a fast 50 µs each).
+_SETTLE_ALLOWANCE = 400
+
+
+def _interleaved_runs(sides, n, block, settle=0):
     """One repeat of :func:`interleaved`: a latency summary (with its samples) per side.
 
     Bounded in time as well as count (a generous 10 ms per sample and side, at least 60 s).
     """
     budget = max(60.0, 0.01 * n * len(sides))
-    got = interleaved(sides, n, block, budget=budget)
+    got = interleaved(sides, n, block, budget=budget, settle=settle)
     short = {name: len(v) for name, v in got.items() if len(v) < n}
     if short:
         log(f"   budget of {budget:.0f} s spent: {short} of {n} samples")
@@ -233,7 +239,7 @@ def redis_section(run, registry_endpoint, registry_pid, gen):
                 if i == 0:
                     interleaved(sides, s.lookup_warmup // 5, s.redis_block)  # warm-up, discarded
                 wrong = remote.wrong
-                got = _interleaved_runs(sides, s.redis_lookups, s.redis_block)
+                got = _interleaved_runs(sides, s.redis_lookups, s.redis_block, s.settle)
                 redis_lookup.append(got["redis"])
                 rpcmm_lookup.append(dict(got["rpcmm"], wrong_answers=remote.wrong - wrong))
                 redis_hb.append(rds.heartbeat_rate(s.redis_heartbeats))

@@ -52,7 +52,7 @@ def spread(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
 
 
-def interleaved(sides, n, block, budget=None):
+def interleaved(sides, n, block, budget=None, settle=0):
     """``{name: [ns, ...]}``: ``n`` samples of each side, taken in alternating blocks of ``block``.
 
     ``sides`` maps a name to ``take(k)``, which times ``k`` operations and returns their
@@ -61,6 +61,14 @@ def interleaved(sides, n, block, budget=None):
     and a ratio of their percentiles compares like with like. Bounded by the count and, when
     given, by ``budget`` seconds: once spent, the run stops after a full turn (every side then
     has the same, smaller count).
+
+    For ``settle`` seconds at the start of every block, operations are run one at a time and
+    discarded: the processes of the side that just waited were idle, and on this kind of VM
+    the first tens of operations after an idle stretch are slower (measured: 5 discarded
+    lookups after a 0.3 s Redis block left the rpcmm p50 30 % high, 50 brought it back to the
+    figure taken next to raw zmq). That is an artefact of taking turns, not a cost either side
+    has in steady use. The settling time is the same for every side, whatever an operation
+    costs, so neither is favoured.
     """
     out = {name: [] for name in sides}
     budget = Budget(budget) if budget else None
@@ -68,6 +76,10 @@ def interleaved(sides, n, block, budget=None):
         for name, take in sides.items():
             k = min(block, n - len(out[name]))
             if k > 0:
+                if settle:
+                    settled = time.perf_counter() + settle
+                    while time.perf_counter() < settled:
+                        take(1)
                 out[name].extend(take(k))
         if budget is not None and budget.over():
             break
