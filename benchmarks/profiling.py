@@ -1,8 +1,8 @@
-"""Where the time goes: profiles of the registry's and the client's hot paths.
+"""Where the time goes: profiles of the registry's, the client's and the oslo driver's hot paths.
 
-``python -m benchmarks.profiling [--seconds S] [--out DIR]`` (``benchmarks/run --profile`` runs
-it too). Needs ``py-spy`` on PATH for the registry, which runs in its own process exactly as in
-the benchmark; the client side is profiled in-process with cProfile.
+``python -m benchmarks.profiling [--seconds S] [--out DIR]``. Needs ``py-spy`` on PATH for the
+processes that run on their own (the registry, an oslo RPC server), exactly as in the
+benchmark; the lookup client is profiled in-process with cProfile.
 
 Scenarios:
 
@@ -13,9 +13,14 @@ Scenarios:
 - ``registry-lookup``: the registry while this process runs remote lookups back to back;
 - ``client-lookup``: this process's side of those lookups (cProfile, sorted by own time);
 - ``client-cached``: cached lookups (cProfile; its overhead inflates the small functions, so
-  read it for shares, not for absolute costs).
+  read it for shares, not for absolute costs);
+- ``oslo-cast-server``: an oslo.messaging RPC server on ``zmq://`` (its own process, oslo's
+  threading executor) while this process sends it casts in bursts; ``oslo-call-server`` and
+  ``oslo-call-client``: both ends while this process makes calls back to back. These three
+  record only samples that hold the GIL (py-spy ``--gil``): where each process's Python CPU
+  goes, not where its many executor threads sit waiting.
 
-Each writes ``DIR/NAME-<hosts>k-hosts.txt`` (and the raw ``.folded`` stacks): the functions with the largest share of samples, by own time
+Each writes ``DIR/NAME[-<hosts>k-hosts].txt`` (and the raw ``.folded`` stacks): the functions with the largest share of samples, by own time
 (``self``) and including callees (``total``).
 """
 
@@ -76,13 +81,21 @@ def summarize_folded(path, top=20):
     return "\n".join(out) + "\n"
 
 
-def _pyspy(pid, seconds, out):
+def _pyspy(pid, seconds, out, gil=False):
+    """py-spy recording ``pid`` for ``seconds`` into ``out``; ``gil``: only samples that hold
+    the GIL (where a process's Python CPU goes, not where its threads wait)."""
     exe = shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
     if not exe:
         raise servers.Missing("py-spy not installed (pip install py-spy)")
     cmd = [exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
-           "--format", "raw", "--output", out, "--nonblocking"]
+           "--format", "raw", "--output", out, "--nonblocking", *(["--gil"] if gil else [])]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(spy, seconds):
+    _, err = spy.communicate(timeout=seconds + 30)
+    if spy.returncode != 0:
+        raise RuntimeError(f"py-spy failed: {err.strip()[-300:]}")
 
 
 def profile_registry(scenario, seconds, out_dir, hosts=1000):
@@ -102,9 +115,7 @@ def profile_registry(scenario, seconds, out_dir, hosts=1000):
             else:
                 remote = RemoteLookup(endpoint, [loadgen.topic_name(j) for j in range(1000)])
                 remote.latency(1_000_000, random.Random(1), warmup=0, budget=seconds)
-            _, err = spy.communicate(timeout=seconds + 30)
-            if spy.returncode != 0:
-                raise RuntimeError(f"py-spy failed: {err.strip()[-300:]}")
+            _finish(spy, seconds)
             return summarize_folded(raw)
         finally:
             if spy is not None and spy.poll() is None:
@@ -153,6 +164,58 @@ def profile_client(seconds):
                 mm.stop()
 
 
+def profile_oslo(seconds, out_dir):
+    """oslo.messaging over ``zmq://``: py-spy (GIL samples only) of the RPC server child while
+    this process floods it with casts, then of the server and of this process (the client)
+    while it makes calls back to back. Returns ``{name: summary}``; writes the raw stacks."""
+    from benchmarks import oslo_rpc
+    status = oslo_rpc.driver_status()
+    if status is not None:
+        raise servers.Missing(status)
+    registry, endpoint = servers.start_registry(name="profile-oslo-registry")
+    side = None
+    spies = []
+    try:
+        conf_path = os.path.join(servers.LOG_DIR, "profile-oslo.conf")
+        seed_path = os.path.join(servers.LOG_DIR, "profile-oslo-seed.json")
+        with open(seed_path, "w") as f:
+            f.write(f'{{"rpcmm-registry": ["{endpoint}"]}}\n')
+        with open(conf_path, "w") as f:
+            f.write(f"[rpcmm]\nseed_file = {seed_path}\n")
+        oslo_rpc.configure(conf_path)
+        side = oslo_rpc.Side("zmq", f"zmq://{endpoint}/", conf_path)
+        side.warm_up(200)
+        out = {}
+        raw = os.path.join(out_dir, "oslo-cast-server.folded")
+        spies = [_pyspy(side.server.popen.pid, seconds, raw, gil=True)]
+        time.sleep(0.5)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:  # bursts of casts, each waited for
+            side.cast_burst(2000, timeout=60)
+        _finish(spies.pop(), seconds)
+        out["oslo-cast-server"] = summarize_folded(raw)
+        raws = {"oslo-call-server": side.server.popen.pid, "oslo-call-client": os.getpid()}
+        spies = [_pyspy(pid, seconds, os.path.join(out_dir, f"{name}.folded"), gil=True)
+                 for name, pid in raws.items()]
+        time.sleep(0.5)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            side.take(200)
+        while spies:
+            _finish(spies.pop(), seconds)
+        for name in raws:
+            out[name] = summarize_folded(os.path.join(out_dir, f"{name}.folded"))
+        return out
+    finally:
+        for spy in spies:
+            if spy.poll() is None:
+                spy.kill()
+                spy.wait()
+        if side is not None:
+            side.close()
+        registry.stop()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profiling", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds per scenario (default 8)")
@@ -174,6 +237,11 @@ def main(argv=None):
             with open(os.path.join(args.out, f"{name}.txt"), "w") as f:
                 f.write(text)
             print(f"-- {name}\n" + "\n".join(text.splitlines()[:25]), flush=True)
+        print("== oslo.messaging over zmq://", file=sys.stderr, flush=True)
+        for name, text in profile_oslo(args.seconds, args.out).items():
+            with open(os.path.join(args.out, f"{name}.txt"), "w") as f:
+                f.write(text)
+            print(f"-- {name}\n" + "\n".join(text.splitlines()[:14]), flush=True)
     except servers.Missing as exc:
         print(f"profiling skipped: {exc}", file=sys.stderr)
         return 0

@@ -75,17 +75,33 @@ def print_table(rows, out):
         print("  ".join(str(x).ljust(w) for x, w in zip(c, widths)), file=out)
 
 
-def rst_table(rows):
-    """The metric rows as a reStructuredText list-table (for doc/performance.rst)."""
-    out = [".. list-table::", "   :header-rows: 1", "   :widths: 30 10 6 26 10 8 10 8", "",
-           "   * - metric", "     - value", "     - unit", "     - anchor", "     - anchor value",
-           "     - ratio", "     - goal", "     - met"]
+def rst_table(rows, caption="Results"):
+    """The metric rows as the reStructuredText list-table of doc/performance.rst: each figure
+    with its [min–max] over the repeats, goals as ``≤ 3x``/``≥ 8x``, ``**met**``/``**not met**``."""
+    out = [f".. list-table:: {caption}", "   :header-rows: 1", "   :widths: 28 14 24 14 10 9 9", "",
+           "   * - metric", "     - rpcmm", "     - anchor", "     - anchor value", "     - ratio",
+           "     - goal", "     - met"]
     for r in rows:
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:g}x ({r['ratio_is']})"
-        out += [f"   * - {r['name']}", f"     - {_fmt(r['value'])}", f"     - {r['unit']}", f"     - {r['anchor']}",
-                f"     - {_fmt(r['anchor_value'])}", f"     - {ratio}", f"     - {r['goal'] or '-'}",
-                f"     - {_met(r)}"]
+        value = "-" if r["value"] is None else f"{_fmt(r['value'])} {r['unit']}{_spread(r.get('value_spread'))}"
+        anchor_value = "-" if r["anchor_value"] is None else f"{_fmt(r['anchor_value'])}{_spread(r.get('anchor_spread'))}"
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:g}x" + (" faster" if r["ratio_is"] == "anchor/value" else "")
+        goal = "-"
+        if r["goal"]:
+            op, bound = r["goal"].split()[1:]
+            goal = f"{'≤' if op == '<=' else '≥'} {bound}x"
+        met = "-" if r["met"] is None else ("**met**" if r["met"] else "**not met**")
+        if r["status"] != "measured":
+            met = r["status"]
+        out += [f"   * - {r['name']}", f"     - {value}", f"     - {r['anchor']}", f"     - {anchor_value}",
+                f"     - {ratio}", f"     - {goal}", f"     - {met}"]
     return "\n".join(out) + "\n"
+
+
+def _spread(spread):
+    """`` [min–max]`` of a figure's repeats, or nothing when there was one."""
+    if not spread or spread.get("min") is None or spread.get("min") == spread.get("max"):
+        return ""
+    return f" [{_fmt(spread['min'])}–{_fmt(spread['max'])}]"
 
 
 def write_json(path, machine, rows, details):

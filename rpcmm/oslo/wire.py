@@ -46,6 +46,8 @@ __all__ = ["VERSION", "Request", "Reply", "Beat", "encode", "decode"]
 VERSION = 2
 _REQUEST, _REPLY, _BEAT = 1, 2, 3
 _MAX_ID = 128
+#: Frames up to this many bytes are unpacked without the walk (see decode).
+_SMALL_FRAME = 256
 #: The frame that started every version 1 message (a JSON envelope in a second frame).
 _VERSION_1_MAGIC = b"rpcmm-oslo/1"
 
@@ -110,7 +112,12 @@ def decode(frames):
         raise ProtocolError(f"expected 1 frame, got {len(frames)}")
     raw = bytes(frames[0])
     try:
-        body = unpack_checked(raw, strict_map_key=False)
+        if len(raw) <= _SMALL_FRAME:
+            # Most replies and many requests: msgpack caps every length at the frame's size, so a
+            # frame this small cannot make it allocate much; bigger ones are walked first.
+            body = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        else:
+            body = unpack_checked(raw, strict_map_key=False)
     except UnicodeDecodeError:
         raise ProtocolError("a string is not valid UTF-8") from None
     except (ValueError, TypeError, msgpack.UnpackException) as exc:

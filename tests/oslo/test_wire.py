@@ -77,7 +77,7 @@ def test_version_1_is_refused_with_a_message_that_says_so():
         wire.decode([b"rpcmm-oslo/1", b"{}"])
 
 
-@pytest.mark.parametrize("depth", [2_000, 100_000])
+@pytest.mark.parametrize("depth", [100, 250, 2_000, 100_000])
 def test_deep_nesting_is_refused_not_a_crash(depth):
     with pytest.raises(ProtocolError):
         wire.decode([b"\x91" * depth + b"\xc0"])
@@ -90,6 +90,17 @@ def test_hostile_array_headers_are_refused_without_building_them():
         with pytest.raises(ProtocolError):
             wire.decode([b"\x93\x02\x01" + b"\xdd\x00\x10\x00\x00" * 1000])
         assert tracemalloc.get_traced_memory()[1] < 5_000_000
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("header", [b"\xdc\x00\xff", b"\xde\x00\x7f"])  # array16, map16
+def test_small_frames_full_of_headers_are_refused_cheaply(header):
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProtocolError):
+            wire.decode([header * 80 + b"\xc0"])
+        assert tracemalloc.get_traced_memory()[1] < 100_000
     finally:
         tracemalloc.stop()
 
