@@ -347,12 +347,7 @@ def oslo_section(run):
         if zmq_status is None:
             registry, endpoint = servers.start_registry(name="oslo-registry")
             stack.callback(registry.stop)
-            conf_path = os.path.join(servers.LOG_DIR, "oslo-rpcmm.conf")
-            seed_path = os.path.join(servers.LOG_DIR, "oslo-seed.json")
-            with open(seed_path, "w") as f:
-                f.write(f'{{"rpcmm-registry": ["{endpoint}"]}}\n')
-            with open(conf_path, "w") as f:
-                f.write(f"[rpcmm]\nseed_file = {seed_path}\n")
+            conf_path = oslo_rpc.write_zmq_config(endpoint, "oslo-rpcmm")
         oslo_rpc.configure(conf_path)  # once: the rabbit driver ignores the [rpcmm] group
         if zmq_status is None:
             zmq_side = stack.enter_context(contextlib.closing(oslo_rpc.Side("zmq", f"zmq://{endpoint}/", conf_path)))

@@ -32,6 +32,7 @@ ignores its ``[rpcmm]`` group, so both transports live in this one process.
 
 import contextlib
 import importlib
+import os
 import subprocess
 import sys
 import threading
@@ -39,7 +40,7 @@ import time
 
 from benchmarks import servers
 
-__all__ = ["TOPIC", "DispatchCeiling", "Side", "configure", "driver_status", "server_main"]
+__all__ = ["TOPIC", "DispatchCeiling", "Side", "configure", "driver_status", "server_main", "write_zmq_config"]
 
 TOPIC = "rpcmmbench"
 
@@ -55,6 +56,18 @@ def driver_status():
     except ImportError as exc:
         return f"not available yet (rpcmm.oslo.driver does not import: {exc})"
     return None
+
+
+def write_zmq_config(endpoint, name):
+    """Write a seed naming the registry at ``endpoint`` and an oslo config file pointing
+    ``[rpcmm] seed_file`` at it, both in the benchmark's log directory; the config's path."""
+    conf_path = os.path.join(servers.LOG_DIR, f"{name}.conf")
+    seed_path = os.path.join(servers.LOG_DIR, f"{name}-seed.json")
+    with open(seed_path, "w") as f:
+        f.write(f'{{"rpcmm-registry": ["{endpoint}"]}}\n')
+    with open(conf_path, "w") as f:
+        f.write(f"[rpcmm]\nseed_file = {seed_path}\n")
+    return conf_path
 
 
 def configure(config_file=None):

@@ -176,12 +176,7 @@ def profile_oslo(seconds, out_dir):
     side = None
     spies = []
     try:
-        conf_path = os.path.join(servers.LOG_DIR, "profile-oslo.conf")
-        seed_path = os.path.join(servers.LOG_DIR, "profile-oslo-seed.json")
-        with open(seed_path, "w") as f:
-            f.write(f'{{"rpcmm-registry": ["{endpoint}"]}}\n')
-        with open(conf_path, "w") as f:
-            f.write(f"[rpcmm]\nseed_file = {seed_path}\n")
+        conf_path = oslo_rpc.write_zmq_config(endpoint, "profile-oslo")
         oslo_rpc.configure(conf_path)
         side = oslo_rpc.Side("zmq", f"zmq://{endpoint}/", conf_path)
         side.warm_up(200)

@@ -55,6 +55,7 @@ from rpcmm.errors import ProtocolError
 __all__ = [
     "VERSION",
     "unpack_checked",
+    "unpack_versioned",
     "Kind",
     "State",
     "HostState",
@@ -313,7 +314,8 @@ _UNPACK_LIMITS = dict(
 #: Frames up to this many bytes are unpacked without the walk (an array has at most as many
 #: elements as its frame has bytes, so the array cap below never refuses a valid frame).
 _SMALL_FRAME = 256
-_SMALL_UNPACK_LIMITS = dict(_UNPACK_LIMITS, max_array_len=_SMALL_FRAME)
+_DECODE_LIMITS = dict(_UNPACK_LIMITS, strict_map_key=True)
+_SMALL_DECODE_LIMITS = dict(_DECODE_LIMITS, max_array_len=_SMALL_FRAME)
 
 
 def unpack_checked(frame, **limits):
@@ -331,27 +333,42 @@ def unpack_checked(frame, **limits):
     return msgpack.unpackb(frame, raw=False, use_list=True, **limits)
 
 
+def unpack_versioned(frame, version, what, limits, small_limits, min_length):
+    """The msgpack array in ``frame`` whose first element is the int ``version`` and which has
+    at least ``min_length`` elements; ProtocolError naming ``what`` ("protocol", "envelope")
+    for anything else. Shared by this protocol and the oslo driver's envelope.
+
+    Frames of at most _SMALL_FRAME bytes are unpacked with ``small_limits`` and no walk (most
+    frames: lookups, a host's heartbeat, a reply); larger ones with ``limits`` after the
+    allocation-guarding walk of :func:`unpack_checked`. Both dicts are passed to msgpack as
+    they are (build them once: this runs for every message).
+    """
+    try:
+        if len(frame) <= _SMALL_FRAME:
+            # Arrays capped at the frame's size cannot cost much: at worst ~85 headers x 256 slots.
+            data = msgpack.unpackb(frame, raw=False, use_list=True, **small_limits)
+        else:
+            data = unpack_checked(frame, **limits)
+    except UnicodeDecodeError:
+        raise ProtocolError("a string is not valid UTF-8") from None
+    except (ValueError, msgpack.UnpackException, TypeError) as exc:
+        # ExtraData, truncated input, a limit exceeded, nesting deeper than msgpack's stack, a
+        # map or binary where none is allowed, an unhashable key.
+        raise ProtocolError(f"not a msgpack {'message' if what == 'protocol' else what}: "
+                            f"{type(exc).__name__}: {exc}") from None
+    if type(data) is not list or len(data) < min_length:
+        raise ProtocolError("expected an array [version, kind, ...]")
+    if data[0] != version or type(data[0]) is not int:
+        raise ProtocolError(f"unsupported {what} version {data[0]!r} (this side speaks {version})")
+    return data
+
+
 def decode(frame):
     """Decode and validate one frame; raise ProtocolError saying why it is unacceptable."""
     if len(frame) > MAX_MESSAGE_BYTES:
         raise ProtocolError(f"message of {len(frame)} bytes exceeds {MAX_MESSAGE_BYTES}")
-    try:
-        if len(frame) <= _SMALL_FRAME:
-            # Most frames (lookups, a host's heartbeat): no walk first. Arrays capped at the
-            # frame's size cannot cost much: at worst ~85 headers x 256 slots.
-            data = msgpack.unpackb(frame, raw=False, use_list=True, strict_map_key=True, **_SMALL_UNPACK_LIMITS)
-        else:
-            data = unpack_checked(frame, strict_map_key=True, **_UNPACK_LIMITS)
-    except UnicodeDecodeError:
-        raise ProtocolError("a string is not valid UTF-8") from None
-    except (ValueError, msgpack.UnpackException, TypeError) as exc:
-        # ExtraData, truncated input, a limit exceeded, a map or binary where none is allowed.
-        raise ProtocolError(f"not a msgpack message: {type(exc).__name__}: {exc}") from None
-    if type(data) is not list or len(data) < 2:
-        raise ProtocolError("expected an array [version, kind, ...]")
-    version, kind = data[0], data[1]
-    if version != VERSION or type(version) is not int:
-        raise ProtocolError(f"unsupported protocol version {version!r} (this side speaks {VERSION})")
+    data = unpack_versioned(frame, VERSION, "protocol", _DECODE_LIMITS, _SMALL_DECODE_LIMITS, 2)
+    kind = data[1]
     decoder = _DECODERS.get(kind) if type(kind) is int else None
     if decoder is None:
         raise ProtocolError(f"unknown message kind {kind!r}")

@@ -38,7 +38,7 @@ from oslo_serialization import jsonutils
 
 from rpcmm.addressing import Endpoint, validate_name
 from rpcmm.errors import ConfigurationError, ProtocolError
-from rpcmm.protocol import unpack_checked
+from rpcmm.protocol import unpack_versioned
 
 __all__ = ["VERSION", "Request", "Reply", "Beat", "encode", "decode"]
 
@@ -46,8 +46,7 @@ __all__ = ["VERSION", "Request", "Reply", "Beat", "encode", "decode"]
 VERSION = 2
 _REQUEST, _REPLY, _BEAT = 1, 2, 3
 _MAX_ID = 128
-#: Frames up to this many bytes are unpacked without the walk (see decode).
-_SMALL_FRAME = 256
+_NO_LIMITS = {"strict_map_key": False}  # keys may be ints, as in any Python dict
 #: The frame that started every version 1 message (a JSON envelope in a second frame).
 _VERSION_1_MAGIC = b"rpcmm-oslo/1"
 
@@ -110,24 +109,9 @@ def decode(frames):
         if len(frames) == 2 and bytes(frames[0]) == _VERSION_1_MAGIC:
             raise ProtocolError("envelope version 1 (an older rpcmm): this side speaks version 2")
         raise ProtocolError(f"expected 1 frame, got {len(frames)}")
-    raw = bytes(frames[0])
-    try:
-        if len(raw) <= _SMALL_FRAME:
-            # Most replies and many requests: msgpack caps every length at the frame's size, so a
-            # frame this small cannot make it allocate much; bigger ones are walked first.
-            body = msgpack.unpackb(raw, raw=False, strict_map_key=False)
-        else:
-            body = unpack_checked(raw, strict_map_key=False)
-    except UnicodeDecodeError:
-        raise ProtocolError("a string is not valid UTF-8") from None
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        # Truncated input, extra data, nesting deeper than msgpack's stack, an unhashable key.
-        raise ProtocolError(f"not a msgpack envelope: {type(exc).__name__}: {exc}") from None
-    if type(body) is not list or len(body) < 3:
-        raise ProtocolError("expected an array [version, kind, id, ...]")
-    version, kind = body[0], body[1]
-    if version != VERSION or type(version) is not int:
-        raise ProtocolError(f"unsupported envelope version {version!r} (this side speaks {VERSION})")
+    # msgpack caps every length at the frame's size on its own; nothing more to limit here.
+    body = unpack_versioned(bytes(frames[0]), VERSION, "envelope", _NO_LIMITS, _NO_LIMITS, 3)
+    kind = body[1]
     msg_id = _msg_id(body[2])
     if kind == _REQUEST and len(body) == 8:
         return Request(
