@@ -26,11 +26,13 @@ import os
 import time
 import uuid
 
+import zmq
+
 from rpcmm.addressing import Endpoint
 from rpcmm.errors import LifecycleError, ProtocolError
 from rpcmm.logutil import RateLimitedLogger
 from rpcmm.oslo import wire
-from rpcmm.oslo.receiver import bind_router
+from rpcmm.oslo.receiver import bind_router, receive_routed
 
 __all__ = ["PendingCalls", "CallTimedOut", "CallCancelled"]
 
@@ -38,6 +40,8 @@ LOG = logging.getLogger(__name__)
 
 #: How long stop() waits for a reader to leave the socket (it is woken at once).
 _STOP_TIMEOUT = 5.0
+#: A plain int (the same in eventlet's green zmq): pyzmq converts enum options per call.
+_RCVTIMEO = int(zmq.RCVTIMEO)
 
 
 class CallTimedOut(Exception):
@@ -185,9 +189,9 @@ class PendingCalls:
             except CallTimedOut:
                 return
             # A blocking receive with a timeout rather than a poll: green under eventlet.
-            socket.setsockopt(zmq.RCVTIMEO, -1 if wait_for is None else max(1, int(wait_for * 1000) + 1))
+            socket.setsockopt(_RCVTIMEO, -1 if wait_for is None else max(1, int(wait_for * 1000) + 1))
             try:
-                frames = socket.recv_multipart()
+                frames = receive_routed(socket)
             except zmq.Again:
                 continue  # the loop looks at the time again
             if len(frames) == 2 and frames[1] == self._token:
