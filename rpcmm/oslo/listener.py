@@ -186,24 +186,21 @@ class ZmqListener(base.PollStyleListener):
             self.dropped += 1
             raise ProtocolError(f"for {request.to!r}, which this listener does not serve")
         message = ZmqIncomingMessage(request, self._outbox)
-        push = self._push  # read without the lock: set once, before or while this task runs
-        if push is not None:
-            if not self._stopped:
-                push(message)
-            return
-        with self._ready:
-            if self._stopped:
-                return
-            if self._push is not None:  # push_to() ran since the unlocked read
-                push = self._push
-            elif len(self._queue) >= self._backlog:
-                self.dropped += 1
-                raise ProtocolError(f"backlog of {self._backlog} messages full; dropped {request.msg_id}")
-            else:
-                self._queue.append(message)
-                self._ready.notify()
-                return
-        push(message)
+        push = self._push  # without the lock first: it is set once, and then every message pushes
+        if push is None:
+            with self._ready:
+                if self._stopped:
+                    return
+                push = self._push  # push_to() may have run since
+                if push is None:
+                    if len(self._queue) >= self._backlog:
+                        self.dropped += 1
+                        raise ProtocolError(f"backlog of {self._backlog} messages full; dropped {request.msg_id}")
+                    self._queue.append(message)
+                    self._ready.notify()
+                    return
+        if not self._stopped:
+            push(message)
 
     def push_to(self, deliver):
         """From now on hand every message to ``deliver(message)`` in the receiving task instead
@@ -279,10 +276,6 @@ class PushListener(base.Listener):
     def __init__(self, listener):
         super().__init__(batch_size=1, batch_timeout=None)
         self._listener = listener
-
-    @property
-    def address(self):
-        return self._listener.address
 
     def start(self, on_incoming_callback):
         super().start(on_incoming_callback)

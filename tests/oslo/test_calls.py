@@ -9,6 +9,7 @@ import zmq
 from rpcmm.oslo import wire
 from rpcmm.oslo.calls import CallCancelled, CallTimedOut, PendingCalls
 from rpcmm.runtime import THREADING
+from rpcmm.testing import wait_for
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(20)]
 
@@ -62,8 +63,7 @@ def test_a_lone_call_reads_its_own_reply(calls, server):
 
 def test_the_reader_hands_other_replies_to_their_calls(calls, server):
     slow, slow_outcome = call_in_thread(calls, "slow")
-    time.sleep(0.1)  # "slow" is the reader now, blocked in recv
-    assert calls._reader.locked()
+    wait_for(calls._reader.locked, timeout=5)  # "slow" is the reader now, blocked in recv
     quick, quick_outcome = call_in_thread(calls, "quick")
     server(wire.Reply("quick", result="q"))
     quick.join(2)
@@ -75,12 +75,12 @@ def test_the_reader_hands_other_replies_to_their_calls(calls, server):
 
 def test_when_the_reader_leaves_a_waiting_call_takes_over(calls, server):
     first, first_outcome = call_in_thread(calls, "first", timeout=0.2)
-    time.sleep(0.05)
+    wait_for(calls._reader.locked, timeout=5)  # "first" reads
     second, second_outcome = call_in_thread(calls, "second", timeout=5.0)
     first.join(2)
     assert isinstance(first_outcome[0], CallTimedOut)
-    time.sleep(0.1)
-    server(wire.Reply("second", result=2))  # nobody but "second" is left to read it
+    server(wire.Reply("second", result=2))
+    # "second" waits on its own event for up to 5 s: only a promotion makes it read in time.
     second.join(2)
     assert second_outcome == [wire.Reply("second", result=2)]
 
@@ -113,7 +113,7 @@ def test_a_silent_monitored_call_times_out(calls):
 
 def test_stop_cancels_the_reader_and_the_followers(calls):
     waiting = [call_in_thread(calls, f"w{n}", timeout=None) for n in range(3)]
-    time.sleep(0.1)
+    wait_for(lambda: calls._reader.locked() and len(calls._slots) == 3, timeout=5)
     t0 = time.monotonic()
     calls.stop()
     for thread, outcome in waiting:
