@@ -54,7 +54,6 @@ from rpcmm.errors import ProtocolError
 
 __all__ = [
     "VERSION",
-    "unpack_checked",
     "unpack_versioned",
     "Kind",
     "State",
@@ -318,7 +317,7 @@ _DECODE_LIMITS = dict(_UNPACK_LIMITS, strict_map_key=True)
 _SMALL_DECODE_LIMITS = dict(_DECODE_LIMITS, max_array_len=_SMALL_FRAME)
 
 
-def unpack_checked(frame, **limits):
+def _unpack_checked(frame, **limits):
     """``msgpack.unpackb(frame, **limits)`` (strings as str, arrays as lists), walking the frame
     first so that hostile array headers cost nothing; raises what msgpack raises.
 
@@ -340,7 +339,7 @@ def unpack_versioned(frame, version, what, limits, small_limits, min_length):
 
     Frames of at most _SMALL_FRAME bytes are unpacked with ``small_limits`` and no walk (most
     frames: lookups, a host's heartbeat, a reply); larger ones with ``limits`` after the
-    allocation-guarding walk of :func:`unpack_checked`. Both dicts are passed to msgpack as
+    allocation-guarding walk of :func:`_unpack_checked`. Both dicts are passed to msgpack as
     they are (build them once: this runs for every message).
     """
     try:
@@ -348,7 +347,7 @@ def unpack_versioned(frame, version, what, limits, small_limits, min_length):
             # Arrays capped at the frame's size cannot cost much: at worst ~85 headers x 256 slots.
             data = msgpack.unpackb(frame, raw=False, use_list=True, **small_limits)
         else:
-            data = unpack_checked(frame, **limits)
+            data = _unpack_checked(frame, **limits)
     except UnicodeDecodeError:
         raise ProtocolError("a string is not valid UTF-8") from None
     except (ValueError, msgpack.UnpackException, TypeError) as exc:

@@ -23,7 +23,7 @@ import time
 
 import zmq as plain_zmq
 
-__all__ = ["Runtime", "THREADING", "default_runtime", "eventlet_runtime", "native_poll"]
+__all__ = ["Runtime", "THREADING", "default_runtime", "eventlet_runtime", "native_poll", "send_wake_token"]
 
 
 def native_poll(items, timeout):
@@ -33,6 +33,22 @@ def native_poll(items, timeout):
     for socket, flags in items:
         poller.register(socket, flags)
     return dict(poller.poll(None if timeout is None else max(0.0, timeout) * 1000))
+
+
+def send_wake_token(context, zmq_module, socket_type, address, token):
+    """Wake a task blocked in a receive on a socket only it owns: send ``token`` to the
+    ``inproc://`` ``address`` that socket also binds, from a short-lived ``socket_type`` socket
+    (a DEALER for a ROUTER, a REQ for a REP). The task returns when it reads the token; a
+    random token per task means no peer can stop it. A blocking receive is then the task's only
+    wait, with no poll loop or timeout, and it is green under eventlet. Returns once the token
+    is handed over (or after 1 s if nobody reads it): closing never hangs."""
+    waker = context.socket(socket_type)
+    try:
+        waker.setsockopt(zmq_module.LINGER, 1000)
+        waker.connect(address)
+        waker.send(token)
+    finally:
+        waker.close()
 
 
 class Runtime:

@@ -41,7 +41,7 @@ from zmq.utils import z85
 
 from rpcmm.errors import ConfigurationError, LifecycleError
 from rpcmm.logutil import RateLimitedLogger
-from rpcmm.runtime import default_runtime
+from rpcmm.runtime import default_runtime, send_wake_token
 
 __all__ = [
     "ZAP_ENDPOINT",
@@ -356,13 +356,7 @@ class CurveAuthenticator(Authenticator):
             return
         if task.is_alive():
             zmq_module = self.runtime.zmq
-            waker = self.context.socket(zmq_module.REQ)
-            try:
-                waker.setsockopt(zmq_module.LINGER, 1000)  # hand the token over, never hang
-                waker.connect(self._wake_address)
-                waker.send(self._token)
-            finally:
-                waker.close()
+            send_wake_token(self.context, zmq_module, zmq_module.REQ, self._wake_address, self._token)
             task.join(timeout)
             if task.is_alive():
                 LOG.error("ZAP handler did not stop within %gs", timeout)

@@ -33,6 +33,7 @@ from rpcmm.errors import LifecycleError, ProtocolError
 from rpcmm.logutil import RateLimitedLogger
 from rpcmm.oslo import wire
 from rpcmm.oslo.receiver import bind_router, receive_routed
+from rpcmm.runtime import send_wake_token
 
 __all__ = ["PendingCalls", "CallTimedOut", "CallCancelled"]
 
@@ -121,13 +122,7 @@ class PendingCalls:
         """Make a reader blocked in recv return: the token arrives on the socket's inproc end."""
         if self._socket is None:
             return
-        waker = self._context.socket(self._zmq.DEALER)
-        try:
-            waker.setsockopt(self._zmq.LINGER, 1000)  # handed over, and close never hangs
-            waker.connect(self._wake_address)
-            waker.send(self._token)
-        finally:
-            waker.close()
+        send_wake_token(self._context, self._zmq, self._zmq.DEALER, self._wake_address, self._token)
 
     def expect(self, msg_id):
         """Register a call before its request is sent, so a fast reply is not missed."""

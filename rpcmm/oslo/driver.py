@@ -10,7 +10,8 @@ and ``doc/oslo-driver.rst`` for the whole story). How a message travels:
 2. It sends the request (:mod:`rpcmm.oslo.wire`) from its :class:`~rpcmm.oslo.peers.Outbox`
    to the listener's own socket, whose ``host:port`` is the registered host name.
 3. A call carries the caller's reply address; the server replies there, and the caller's
-   :class:`~rpcmm.oslo.calls.PendingCalls` hands the reply to the waiting thread.
+   :class:`~rpcmm.oslo.calls.PendingCalls` matches the reply to its call (waiting callers
+   read the reply socket themselves, one at a time).
 
 Lifecycle: building the driver (oslo does it in ``get_transport``) registers the options and
 does nothing else. The first ``send``/``listen`` starts it: a zmq context, the matchmaker and

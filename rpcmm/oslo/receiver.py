@@ -1,12 +1,13 @@
 """A bound ROUTER socket and the one task that reads it.
 
-Both ends of the driver receive this way: a listener receives requests on one, and a client
-receives replies on another. The socket is created, bound, read and closed by the same
-background task, so no other thread ever touches it (zmq sockets are not thread-safe); the
-only way in from outside is a message. :meth:`Receiver.stop` wakes the task by sending it a
-random per-receiver token over an ``inproc://`` endpoint the same socket binds, which works the
-same with plain threads and with eventlet's green zmq (a blocking ``recv`` there yields to other
-green threads), without any polling loop or receive timeout.
+A listener receives requests this way. The socket is created, bound, read and closed by the
+same background task, so no other thread ever touches it (zmq sockets are not thread-safe); the
+only way in from outside is a message. :meth:`Receiver.stop` wakes the task with
+:func:`~rpcmm.runtime.send_wake_token`, which works the same with plain threads and with
+eventlet's green zmq, without any polling loop or receive timeout.
+
+The caller's reply socket (:mod:`rpcmm.oslo.calls`) is bound and read with the same helpers,
+:func:`bind_router` and :func:`receive_routed`, but by the waiting callers themselves.
 """
 
 import logging
@@ -20,6 +21,7 @@ import zmq
 from rpcmm.addressing import Endpoint
 from rpcmm.errors import LifecycleError, ProtocolError
 from rpcmm.logutil import RateLimitedLogger
+from rpcmm.runtime import send_wake_token
 from rpcmm.security import secure_server_socket
 
 __all__ = ["Receiver", "bind_router", "receive_routed"]
@@ -90,14 +92,7 @@ class Receiver:
         # callbacks): the token ends the loop once the handler returns; nothing to join.
         inside = threading.get_ident() == self._reader_ident
         zmq = self._runtime.zmq
-        waker = self._context.socket(zmq.DEALER)
-        try:
-            # A bounded linger so the token is handed over, and close can never hang.
-            waker.setsockopt(zmq.LINGER, 1000)
-            waker.connect(self._wake_address)
-            waker.send(self._token)
-        finally:
-            waker.close()
+        send_wake_token(self._context, zmq, zmq.DEALER, self._wake_address, self._token)
         if inside:
             return
         task.join(_JOIN_TIMEOUT)
