@@ -38,7 +38,7 @@ from oslo_serialization import jsonutils
 
 from rpcmm.addressing import Endpoint, validate_name
 from rpcmm.errors import ConfigurationError, ProtocolError
-from rpcmm.protocol import unpack_versioned
+from rpcmm.protocol import _FAST_CONTAINER, unpack_versioned
 
 __all__ = ["VERSION", "Request", "Reply", "Beat", "encode", "decode"]
 
@@ -47,6 +47,8 @@ VERSION = 2
 _REQUEST, _REPLY, _BEAT = 1, 2, 3
 _MAX_ID = 128
 _NO_LIMITS = {"strict_map_key": False}  # keys may be ints, as in any Python dict
+#: For small frames, tried first (see unpack_versioned): containers capped, nothing else.
+_FAST_LIMITS = dict(_NO_LIMITS, max_array_len=_FAST_CONTAINER, max_map_len=_FAST_CONTAINER)
 #: The frame that started every version 1 message (a JSON envelope in a second frame).
 _VERSION_1_MAGIC = b"rpcmm-oslo/1"
 
@@ -110,7 +112,7 @@ def decode(frames):
             raise ProtocolError("envelope version 1 (an older rpcmm): this side speaks version 2")
         raise ProtocolError(f"expected 1 frame, got {len(frames)}")
     # msgpack caps every length at the frame's size on its own; nothing more to limit here.
-    body = unpack_versioned(bytes(frames[0]), VERSION, "envelope", _NO_LIMITS, _NO_LIMITS, 3)
+    body = unpack_versioned(bytes(frames[0]), VERSION, "envelope", _NO_LIMITS, _FAST_LIMITS, 3)
     kind = body[1]
     msg_id = _msg_id(body[2])
     if kind == _REQUEST and len(body) == 8:

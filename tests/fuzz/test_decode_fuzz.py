@@ -261,3 +261,20 @@ def test_refusing_a_frame_allocates_in_proportion_to_the_frame():
     finally:
         tracemalloc.stop()
     assert peak < 1_000_000, f"{peak} bytes allocated to refuse a {len(frame)}-byte frame"
+
+
+@pytest.mark.parametrize("header", [b"\x9f", b"\xdc\x00\x20", b"\xdc\xff\xff", b"\x8f", b"\xde\xff\xff"],
+                         ids=["fixarray", "array16-at-cap", "array16-huge", "fixmap", "map16-huge"])
+def test_a_frame_just_under_the_fast_path_limit_full_of_headers_is_refused_cheaply(header):
+    """Frames up to _FAST_FRAME skip the walk: their containers are capped at
+    _FAST_CONTAINER instead, which must keep the worst of them cheap to refuse."""
+    frame = b"\x93\x01\x03" + header * ((p._FAST_FRAME - 3) // len(header))
+    assert len(frame) <= p._FAST_FRAME
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProtocolError):
+            p.decode(frame)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 400_000, f"{peak} bytes allocated to refuse a {len(frame)}-byte frame"

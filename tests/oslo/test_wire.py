@@ -94,15 +94,28 @@ def test_hostile_array_headers_are_refused_without_building_them():
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize("header", [b"\xdc\x00\xff", b"\xde\x00\x7f"])  # array16, map16
-def test_small_frames_full_of_headers_are_refused_cheaply(header):
+@pytest.mark.parametrize("header, count", [
+    (b"\xdc\x00\xff", 80), (b"\xde\x00\x7f", 80),  # array16, map16: a 240-byte frame
+    (b"\x9f", 2000), (b"\x8f", 2000), (b"\xdc\x00\x20", 680), (b"\xde\x00\x20", 680),  # ~2 kB
+    (b"\xdc\xff\xff", 680), (b"\xde\xff\xff", 680),
+])
+def test_small_frames_full_of_headers_are_refused_cheaply(header, count):
+    # Frames up to 2 kB are unpacked without the walk, their containers capped instead.
     tracemalloc.start()
     try:
         with pytest.raises(ProtocolError):
-            wire.decode([header * 80 + b"\xc0"])
-        assert tracemalloc.get_traced_memory()[1] < 100_000
+            wire.decode([header * count + b"\xc0"])
+        assert tracemalloc.get_traced_memory()[1] < 400_000
     finally:
         tracemalloc.stop()
+
+
+def test_a_small_frame_with_containers_longer_than_the_fast_paths_cap_still_decodes():
+    # Under 2 kB, so tried the fast way first; its 40-element map and list exceed that cap.
+    message = wire.Reply("id", result={"list": list(range(40)), "map": {str(i): i for i in range(40)}})
+    frames = wire.encode(message)
+    assert len(frames[0]) < 2048
+    assert wire.decode(frames) == message
 
 
 def test_bytes_and_integer_keys_survive_as_msgpack_keeps_them():

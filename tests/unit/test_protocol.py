@@ -32,6 +32,16 @@ def test_every_message_round_trips(message):
     assert p.decode(p.encode(message)) == message
 
 
+@pytest.mark.parametrize("count", [p._FAST_CONTAINER, p._FAST_CONTAINER + 1, 300])
+def test_a_small_frame_with_an_array_longer_than_the_fast_paths_cap_still_decodes(count):
+    # Short names keep these frames under _FAST_FRAME: the fast unpack refuses the long array,
+    # and the careful one, which takes over, must accept it.
+    reply = p.Hosts(1, tuple(f"h{i}" for i in range(count)))
+    frame = p.encode(reply)
+    assert len(frame) <= p._FAST_FRAME
+    assert p.decode(frame) == reply
+
+
 def test_a_heartbeat_is_compact():
     frame = p.encode(p.Heartbeat((p.HostState("compute-017.example.org", 1.0, 3.0,
                                               tuple(f"topic-{i}" for i in range(10))),)))
