@@ -82,6 +82,9 @@ def _parser():
                      help="TCP port of the live feed (default: any free port; clients ask for it)")
     sub.add_argument("--no-warmup", action="store_true",
                      help="do not load the table from the seed's other registries at start")
+    sub.add_argument("--max-registrations", type=_positive_int, default=None, metavar="N",
+                     help="(topic, host) pairs the registry holds at most; beyond it new hosts are "
+                          "refused (default: 5000000, about 1 GiB)")
     sub.add_argument("--secret-key", metavar="FILE",
                      help="this registry's secret certificate (NAME.key_secret): serve over CURVE")
     sub.add_argument("--authorized-keys", metavar="DIR",
@@ -145,6 +148,16 @@ def _positive(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
 
 
@@ -228,6 +241,8 @@ def _registry(args):
         kwargs["feed_port"] = args.feed_port
     if args.tick_interval:
         kwargs["tick_interval"] = args.tick_interval
+    if args.max_registrations:
+        kwargs["max_registrations"] = args.max_registrations
     # Every other registry in the seed is a peer to warm up from.
     peers = [] if args.no_warmup else [e for e in seed.registries if e != endpoint]
     kwargs["curve"], kwargs["policy"] = _server_security(args)

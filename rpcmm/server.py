@@ -24,11 +24,15 @@ own context); ``policy`` (a :class:`~rpcmm.policy.TopicPolicy`) then says which 
 register which hosts and topics, and SUSPECT reports count per key. ``limiter`` (a
 :class:`~rpcmm.limits.PeerRateLimiter`) caps what each peer (its key, else its connection)
 may send, so one noisy peer cannot starve the others. See ``doc/security.rst``.
+``max_registrations`` caps the table's (topic, host) pairs (None: no limit): once it is
+reached, heartbeats that would add more are refused while known hosts keep refreshing
+(:attr:`~rpcmm.table.Change.REFUSED`), so no peer can make the registry run out of memory.
 
 Nothing happens in the constructor. One background loop, on a native thread with plain pyzmq
 (see :mod:`rpcmm.runtime`), owns the sockets, the table and every piece of state; the public
-methods only signal it (:attr:`stats` and :attr:`state` may be read from any thread). A malformed or hostile message is logged (rate-limited) and dropped; it never
-stops the loop and never touches another host's entry.
+methods only signal it (:attr:`stats` and :attr:`state` may be read from any thread). A
+malformed or hostile message is logged (rate-limited) and dropped; it never stops the loop and
+never touches another host's entry.
 """
 
 import logging
@@ -63,6 +67,11 @@ LOG = logging.getLogger(__name__)
 
 #: Seconds between two ticks on the live feed (clients call a feed dead after three missed).
 DEFAULT_TICK_INTERVAL = 0.5
+#: (topic, host) registrations one registry holds at most: about 1 GiB of table at the ~200
+#: bytes each measured in doc/performance.rst, and five times a region of 100,000 hosts
+#: serving 10 topics each. Beyond it new hosts are refused (logged, counted in
+#: ``stats.refused_full``) rather than the process running out of memory.
+DEFAULT_MAX_REGISTRATIONS = 5_000_000
 #: Seconds a warming registry waits for each peer's table.
 DEFAULT_PEER_TIMEOUT = 1.0
 #: Messages handled in a row before the loop checks its timers again.
@@ -82,7 +91,8 @@ class ServerStats:
     """Counters a server keeps; read them from any thread (they are plain ints)."""
 
     __slots__ = ("received", "dropped", "heartbeats", "lookups", "lists", "expired", "joined", "left",
-                 "published", "suspected", "dropped_suspects", "synced_hosts", "refused", "rate_limited")
+                 "published", "suspected", "dropped_suspects", "synced_hosts", "refused", "rate_limited",
+                 "refused_full")
 
     def __init__(self):
         for name in self.__slots__:
@@ -109,9 +119,10 @@ class RegistryServer:
     def __init__(self, endpoint="127.0.0.1:0", bounds=None, clock=SYSTEM_CLOCK, runtime=None,
                  context=None, sweep_interval=DEFAULT_SWEEP_INTERVAL, peers=(), feed_port=0,
                  tick_interval=DEFAULT_TICK_INTERVAL, peer_timeout=DEFAULT_PEER_TIMEOUT, guard=None,
-                 curve=None, policy=None, limiter=None, peer_server_key=None):
+                 curve=None, policy=None, limiter=None, peer_server_key=None,
+                 max_registrations=DEFAULT_MAX_REGISTRATIONS):
         self._requested = endpoint if isinstance(endpoint, Endpoint) else Endpoint.parse(endpoint)
-        self.table = RegistryTable(bounds)
+        self.table = RegistryTable(bounds, max_registrations)
         self.clock = clock
         self.runtime = runtime if runtime is not None else default_runtime()
         self.sweep_interval = sweep_interval
@@ -412,9 +423,18 @@ class RegistryServer:
                                     f" for topics {', '.join(verdict.refused_topics)}")
                     continue
                 change = table.heartbeat(state.host, state.topics, state.interval, state.ttl, now)
-                suspicion.heard_from(state.host, now)
                 if change is Change.REFRESHED:
+                    suspicion.heard_from(state.host, now)
                     continue
+                if change is Change.REFUSED:
+                    self.stats.refused_full += 1
+                    self._drops.log("registry %s: full (%d registrations, the limit is %d): refused host %s "
+                                    "serving %d topics", self._bound, table.registration_count,
+                                    table.max_registrations, state.host, len(state.topics))
+                    if state.host in table:  # it keeps its old topics
+                        suspicion.heard_from(state.host, now)
+                    continue
+                suspicion.heard_from(state.host, now)
                 if change is Change.JOINED:
                     self.stats.joined += 1
                     LOG.info("host %s joined: %s", state.host, ", ".join(state.topics))

@@ -31,6 +31,10 @@ class Change(enum.Enum):
     JOINED = "joined"  # the host was not in the table
     CHANGED = "changed"  # the host's topics changed
     REFRESHED = "refreshed"  # same topics, new deadline
+    #: The table is full: the host is new, or its new topics would add registrations, beyond
+    #: ``max_registrations``. Nothing changed, except that a host already in the table keeps
+    #: its old topics with a new deadline (it is alive, and still serves those).
+    REFUSED = "refused"
 
 
 class _Entry:
@@ -52,11 +56,18 @@ class RegistryTable:
     """Hosts, their topics and their deadlines.
 
     ``bounds`` (a :class:`~rpcmm.timing.TimingBounds`) clamps each host's declared interval and
-    TTL. Every method takes ``now``, a monotonic time in seconds, instead of reading a clock.
+    TTL. ``max_registrations`` (None: no limit) caps the (topic, host) pairs held, which is
+    what the table's memory grows with: a heartbeat that would go beyond it is refused
+    (:attr:`Change.REFUSED`), while hosts already held keep refreshing. Every method takes
+    ``now``, a monotonic time in seconds, instead of reading a clock.
     """
 
-    def __init__(self, bounds=None):
+    def __init__(self, bounds=None, max_registrations=None):
+        if max_registrations is not None and max_registrations < 1:
+            raise ValueError("max_registrations must be at least 1 (or None: no limit)")
         self.bounds = bounds if bounds is not None else TimingBounds()
+        self.max_registrations = max_registrations
+        self._registrations = 0  # (topic, host) pairs held, kept by _index
         self._hosts = {}  # host -> _Entry
         self._by_topic = {}  # topic -> {host: None}, insertion-ordered
         self._answers = {}  # topic -> tuple of hosts, rebuilt lazily after a change
@@ -78,12 +89,13 @@ class RegistryTable:
     @property
     def registration_count(self):
         """How many (topic, host) registrations the table holds."""
-        return sum(len(e.topics) for e in self._hosts.values())
+        return self._registrations
 
     def heartbeat(self, host, topics, interval, ttl, now):
         """Record that ``host`` serves exactly ``topics`` (a tuple) as of ``now``; return a Change.
 
         An empty ``topics`` removes the host (returning None), the same as :meth:`remove`.
+        Beyond ``max_registrations`` the heartbeat is refused: see :attr:`Change.REFUSED`.
         """
         self.last_heard = now
         entry = self._hosts.get(host)
@@ -100,6 +112,10 @@ class RegistryTable:
         if not topics:
             self.remove(host)
             return None
+        if self.max_registrations is not None and self._would_overflow(entry, topics):
+            if entry is not None:
+                entry.last_seen, entry.deadline = now, now + entry.ttl
+            return Change.REFUSED
         declared = (interval, ttl)
         interval, ttl = self.bounds.enforce(interval, ttl)
         self._timing = None
@@ -113,6 +129,10 @@ class RegistryTable:
         entry.last_seen, entry.deadline = now, now + ttl
         self._index(host, old, topics)
         return Change.CHANGED
+
+    def _would_overflow(self, entry, topics):
+        added = len(set(topics)) - (0 if entry is None else len(set(entry.topics)))
+        return added > 0 and self._registrations + added > self.max_registrations
 
     def remove(self, host):
         """Forget ``host``; return True if it was in the table."""
@@ -206,14 +226,14 @@ class RegistryTable:
     def load(self, rows, now):
         """Take a peer's table (TableRows), each host as if its last heartbeat was ``age`` ago.
 
-        Hosts already in the table are kept as they are: what they said here is newer. Returns
-        how many hosts were added.
+        Hosts already in the table are kept as they are: what they said here is newer; so are
+        hosts beyond ``max_registrations``. Returns how many hosts were added.
         """
         heard, added = self.last_heard, 0
         for row in rows:
             if row.host not in self._hosts and row.age < row.ttl:
-                self.heartbeat(row.host, row.topics, row.interval, row.ttl, now - row.age)
-                added += 1
+                if self.heartbeat(row.host, row.topics, row.interval, row.ttl, now - row.age) is Change.JOINED:
+                    added += 1
         self.last_heard = heard
         return added
 
@@ -230,6 +250,7 @@ class RegistryTable:
 
     def _index(self, host, old, new):
         old_set, new_set = set(old), set(new)
+        self._registrations += len(new_set) - len(old_set)
         for topic in old_set - new_set:
             hosts = self._by_topic[topic]
             del hosts[host]

@@ -91,6 +91,10 @@ def test_sigint_also_ends_register_and_registry_cleanly(tmp_path):
     (["lookup", "--seed"], 2, "usage:"),
     (["registry", "--seed", "{seed}"], 2, "--endpoint"),
     (["lookup", "--seed", "{seed}", "--timeout", "-1", "t"], 2, "must be positive"),
+    (["registry", "--seed", "{seed}", "--endpoint", "127.0.0.1:0", "--max-registrations", "0"], 2,
+     "must be at least 1"),
+    (["registry", "--seed", "{seed}", "--endpoint", "127.0.0.1:0", "--max-registrations", "1e6"], 2,
+     "not a whole number"),
     ([], 2, "usage:"),
 ])
 def test_errors_are_one_line_and_usage_is_status_2(tmp_path, args, code, message):

@@ -166,3 +166,21 @@ def test_many_hosts_in_one_batched_heartbeat(start_server, seed_for, matchmakers
     host_side._announce_many([(f"h{i}", frozenset({"t", f"own-{i}"})) for i in range(5000)])
     wait_for(lambda: len(server.table) == 5000)
     assert len(client.hosts("t")) == 5000 and client.hosts("own-4999") == ("h4999",)
+
+
+def test_a_full_registry_refuses_more_and_keeps_serving_what_it_holds(start_server, seed_for, matchmakers):
+    server = start_server(max_registrations=3)
+    seed = seed_for(server)
+    first, second, client = matchmakers(seed), matchmakers(seed), matchmakers(seed)
+    first.register("a", "h1")
+    first.register("b", "h1")
+    second.register("a", "h2")  # the third registration: the table is full
+    wait_for(lambda: client.hosts("a") == ("h1", "h2"))
+    second.register("c", "h2")  # would be the fourth: refused, h2 keeps serving "a"
+    second.start_heartbeat()
+    wait_for(lambda: server.stats.refused_full >= 2)
+    assert server.running
+    assert client.hosts("a") == ("h1", "h2") and client.hosts("c") == ()
+    first.unregister("b", "h1")  # room for one more: h2's next heartbeat gets in
+    wait_for(lambda: client.hosts("c") == ("h2",))
+    assert client.hosts("a") == ("h1", "h2") and server.table.registration_count == 3

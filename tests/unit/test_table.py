@@ -1,5 +1,6 @@
 import pytest
 
+from rpcmm.protocol import TableRow
 from rpcmm.table import Change, RegistryTable
 from rpcmm.timing import TimingBounds
 
@@ -150,3 +151,60 @@ def test_out_of_bounds_timing_is_clamped_once_not_at_every_heartbeat():
     assert table.rows(now=1.0)[0][2:4] == (1.0, 2.0)
     table.heartbeat("eager", ("t",), 3.0, 9.0, now=2.0)  # a new declaration is applied
     assert table.rows(now=2.0)[0][2:4] == (3.0, 9.0) and table.max_ttl() == 9.0
+
+
+# -- the registration cap ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def capped():
+    return RegistryTable(TimingBounds(min_interval=0.01, min_ttl=0.01), max_registrations=4)
+
+
+def test_a_full_table_refuses_a_new_host_and_keeps_everyone_else(capped):
+    assert capped.heartbeat("h1", ("a", "b", "c"), 1.0, 3.0, now=0.0) is Change.JOINED
+    assert capped.heartbeat("h2", ("a", "b"), 1.0, 3.0, now=0.0) is Change.REFUSED
+    assert "h2" not in capped and capped.hosts_for("a") == ("h1",)
+    assert capped.registration_count == 3
+    assert capped.heartbeat("h3", ("a",), 1.0, 3.0, now=0.0) is Change.JOINED  # exactly at the cap
+    assert capped.registration_count == 4
+    assert capped.heartbeat("h1", ("a", "b", "c"), 1.0, 3.0, now=1.0) is Change.REFRESHED
+    assert capped.drain_changes() and not capped.drain_changes()
+
+
+def test_a_refused_topic_change_keeps_the_old_topics_alive(capped):
+    capped.heartbeat("h1", ("a", "b"), 1.0, 3.0, now=0.0)
+    capped.heartbeat("h2", ("a", "b"), 1.0, 3.0, now=0.0)
+    capped.drain_changes()
+    assert capped.heartbeat("h1", ("a", "b", "c"), 1.0, 3.0, now=2.0) is Change.REFUSED
+    assert capped.hosts_for("c") == () and capped.hosts_for("a") == ("h1", "h2")
+    assert capped.drain_changes() == []  # nothing changed, so nothing to publish
+    # The refused heartbeat still counts as a sign of life: h1 outlives h2.
+    assert capped.expire(3.5) == ["h2"]
+    assert capped.hosts_for("a") == ("h1",)
+    # Swapping topics adds nothing, and room freed by h2 lets the change in.
+    assert capped.heartbeat("h1", ("a", "c"), 1.0, 3.0, now=4.0) is Change.CHANGED
+    assert capped.heartbeat("h1", ("a", "b", "c"), 1.0, 3.0, now=4.0) is Change.CHANGED
+    assert capped.registration_count == 3
+
+
+def test_the_registration_count_follows_joins_changes_and_departures(capped):
+    capped.heartbeat("h1", ("a", "b"), 1.0, 3.0, now=0.0)
+    capped.heartbeat("h1", ("b", "c"), 1.0, 3.0, now=0.0)
+    assert capped.registration_count == 2
+    capped.heartbeat("h2", ("a",), 1.0, 3.0, now=0.0)
+    capped.remove("h1")
+    assert capped.registration_count == 1
+    capped.heartbeat("h2", (), 1.0, 3.0, now=1.0)
+    assert capped.registration_count == 0 and len(capped) == 0
+
+
+def test_loading_a_peer_table_stops_at_the_cap(capped):
+    rows = [TableRow(f"h{i}", 0.0, 1.0, 3.0, ("a", "b")) for i in range(3)]
+    assert capped.load(rows, now=0.0) == 2
+    assert capped.registration_count == 4 and "h2" not in capped
+
+
+def test_the_cap_must_be_positive():
+    with pytest.raises(ValueError):
+        RegistryTable(max_registrations=0)
