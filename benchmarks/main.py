@@ -506,6 +506,9 @@ def scale_section(run):
         f"scale: registry RSS per registration at {top['hosts']:,} hosts", top["bytes_per_registration"], "bytes",
         "-", None))
     run.rows.append(report.metric(
+        f"scale: a new registry warms up from a peer holding {top['hosts']:,} hosts", top["listing"]["warmup_s"], "s",
+        "a client lists the same table", top["listing"]["list_s"], None))
+    run.rows.append(report.metric(
         "scale: registry CPU per host heartbeat, largest / smallest size",
         top["flood"]["cpu_us_per_host"], "µs", f"same at {steps[0]['hosts']:,} hosts",
         steps[0]["flood"]["cpu_us_per_host"], None))

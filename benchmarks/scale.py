@@ -14,6 +14,11 @@ measured for:
   the second), against the same lookups with the registry idle; every answer must still hold
   10 hosts (no host expired), and the registry must finish each second's heartbeats within it.
 
+The registry grown for memory is also listed whole at each size, by a client
+(``RegistryMatchmaker.table()``: LIST page by page) and by a new registry process warming up
+from it (from its "serving" line to its STATUS saying UP, synced from that peer, with every
+host).
+
 Hosts declare a 1 s interval and a 10 s TTL (so the pauses between phases expire nobody).
 Sixteen sockets, not one, because a registry rate-limits each peer (``rpcmm.limits``, 20,000
 messages a second by default): hosts are many peers, and one socket sending 100,000
@@ -24,9 +29,15 @@ import json
 import random
 import time
 
+import zmq
+
+from rpcmm.addressing import Endpoint
+from rpcmm.client import RegistryClient
+from rpcmm.protocol import State
+
 from benchmarks import loadgen, servers
 from benchmarks.measure import process_cpu_seconds, process_rss_bytes
-from benchmarks.rpcmm_paths import RemoteLookup
+from benchmarks.rpcmm_paths import RemoteLookup, matchmaker
 
 __all__ = ["run_scale"]
 
@@ -72,8 +83,45 @@ def _paced(gen, pid, hosts, seconds, lookups, rnd):
                     "kept_up": r["marker_lag_max_s"] < INTERVAL}
 
 
+def _listing(endpoint, hosts, budget=60.0):
+    """Seconds to list the table of ``hosts`` hosts at ``endpoint``: by a client, and by a new
+    registry warming up from it (its STATUS polled every 10 ms)."""
+    mm = matchmaker(endpoint, cache_max_age=0.0)
+    try:
+        t = time.perf_counter()
+        rows, _ = mm.table()
+        list_s = time.perf_counter() - t
+    finally:
+        mm.stop()
+    if len(rows) != hosts:
+        raise RuntimeError(f"listed {len(rows)} hosts of {hosts}")
+    warm, warm_endpoint = servers.start_registry(name=f"warmup-{hosts}", peers=[endpoint])
+    ctx = zmq.Context()
+    client = RegistryClient([Endpoint.parse(warm_endpoint)], ctx, timeout=2.0)
+    try:
+        t = time.perf_counter()
+        client.start()
+        while True:
+            health = client.status(0)
+            if health is not None and health.state is State.UP:
+                break
+            if time.perf_counter() - t > budget:
+                raise TimeoutError(f"a registry did not warm up from {hosts} hosts within {budget:g}s")
+            time.sleep(0.01)
+        warm_s = time.perf_counter() - t
+        if health.synced_from != endpoint or health.hosts != hosts:
+            raise RuntimeError(f"warmed up from {health.synced_from!r} with {health.hosts} hosts, "
+                               f"expected {endpoint} with {hosts}")
+    finally:
+        client.close()
+        ctx.term()
+        warm.stop()
+    return {"list_s": round(list_s, 3), "warmup_s": round(warm_s, 3)}
+
+
 def _memory(sizes):
-    """{hosts: (RSS above the empty registry's) per registration} for one registry grown through ``sizes``."""
+    """{hosts: (RSS above the empty registry's) per registration, and the listing times} for one
+    registry grown through ``sizes``."""
     with servers.registry_and_loadgen("memory-registry", 1) as (registry, endpoint, gen):
         time.sleep(0.3)
         rss0 = process_rss_bytes(registry.pid)
@@ -84,7 +132,8 @@ def _memory(sizes):
             have = n
             rss = process_rss_bytes(registry.pid)
             out[n] = {"rss_bytes": rss, "rss0_bytes": rss0,
-                      "bytes_per_registration": round((rss - rss0) / (n * loadgen.TOPICS_PER_HOST), 1)}
+                      "bytes_per_registration": round((rss - rss0) / (n * loadgen.TOPICS_PER_HOST), 1),
+                      "listing": _listing(endpoint, n)}
         return out
 
 
@@ -123,7 +172,8 @@ def run_scale(sizes, paced_seconds, lookups_idle, log=print):
                     f"({single['cpu_us_per_host']} µs); lookup p99 idle {idle['p99_us']} µs, "
                     f"during 1 s heartbeats {during['p99_us']} µs (wrong answers {during['wrong_answers']}); "
                     f"lag max {paced['marker_lag_max_s']} s, CPU {paced['registry_cpu_utilisation']:.0%}; "
-                    f"{step['bytes_per_registration']} B/registration")
+                    f"{step['bytes_per_registration']} B/registration; whole table listed in "
+                    f"{step['listing']['list_s']} s, a new registry warm from it in {step['listing']['warmup_s']} s")
             return steps
         finally:
             if lookups is not None:

@@ -119,19 +119,20 @@ def _read_line(popen, timeout, what):
     return line.strip()
 
 
-def start_registry(name="registry", timeout=20):
+def start_registry(name="registry", timeout=20, peers=()):
     """An rpcmm registry in its own process on 127.0.0.1:<free>; returns (Server, 'host:port').
 
     It runs the product's own command, ``rpcmm registry``, at log level warning: at the default
-    (info) every host joining is a log line, which measures logging, not the registry.
+    (info) every host joining is a log line, which measures logging, not the registry. With
+    ``peers`` ('host:port' of running registries) its seed lists them, and it warms up from them.
     """
     seed = os.path.join(LOG_DIR, f"{name}-seed.json")
     with open(seed, "w") as f:
-        json.dump({"rpcmm-registry": ["127.0.0.1:7701"]}, f)
+        json.dump({"rpcmm-registry": list(peers) or ["127.0.0.1:7701"]}, f)
     log = open(os.path.join(LOG_DIR, f"{name}.log"), "w")
     popen = subprocess.Popen(
         [sys.executable, "-m", "rpcmm", "registry", "--seed", seed, "--endpoint", "127.0.0.1:0",
-         "--log-level", "warning"],
+         "--log-level", "warning", *([] if peers else ["--no-warmup"])],
         stdout=subprocess.PIPE, stderr=log, text=True, env=child_env())
     log.close()
     server = Server(name, popen)

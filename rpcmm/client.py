@@ -135,8 +135,27 @@ class RegistryClient:
         return self._call(lambda rid: protocol.Lookup(rid, topic), protocol.Hosts, topic)
 
     def list_hosts(self):
-        """The table of a registry (UP preferred): ``(Table reply, endpoint that answered)``."""
-        return self._call(protocol.ListHosts, protocol.Table, None)
+        """The whole table of a registry (UP preferred): ``(Table reply, endpoint that answered)``.
+
+        A registry lists its table in pages that each fit a message; the first page comes from
+        whichever registry answers, the rest from that same one, and the reply returned holds
+        every row. Other calls may run between two pages. RegistryUnavailable if no registry
+        answers, or if the one listing stops answering midway; ProtocolError if its pages do
+        not move on.
+        """
+        first, endpoint = self._call(protocol.ListHosts, protocol.Table, None)
+        index, rows, page = self.endpoints.index(endpoint), list(first.rows), first
+        while page.next_after:
+            after = page.next_after
+            with self._call_lock:
+                page = self._ask(self._require(self._call_sockets), index,
+                                 lambda rid: protocol.ListHosts(rid, after), protocol.Table)
+            if page is None or page is _NOT_CONNECTED:
+                raise RegistryUnavailable(None, (endpoint,), self.timeout)
+            if page.next_after and page.next_after <= after:
+                raise ProtocolError(f"registry {endpoint} sent a page cursor that does not move on")
+            rows += page.rows
+        return protocol.Table(first.request_id, tuple(rows), first.state), endpoint
 
     def status(self, index):
         """The Health of registry number ``index`` alone, or None if it does not answer."""

@@ -157,7 +157,11 @@ class Lookup:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ListHosts:
+    """Asks for a page of the table: the hosts whose names sort after ``after`` ('' from the
+    first). A table of any size comes in pages that each fit a message (see :class:`Table`)."""
+
     request_id: int
+    after: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -176,9 +180,13 @@ class Hosts:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Table:
+    """A page of a registry's table, rows sorted by host name. ``next_after`` is '' on the last
+    page, else the ``after`` to ask for the next one (the last row's host)."""
+
     request_id: int
     rows: tuple  # of TableRow
     state: State = State.UP
+    next_after: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -272,13 +280,14 @@ def encode(message):
     elif kind is Lookup:
         body = [Kind.LOOKUP, message.request_id, message.topic]
     elif kind is ListHosts:
-        body = [Kind.LIST, message.request_id]
+        body = [Kind.LIST, message.request_id, message.after]
     elif kind is Hosts:
         body = [Kind.HOSTS, message.request_id, list(message.hosts), message.epoch, message.version,
                 int(message.state), message.data_age]
     elif kind is Table:
         body = [Kind.TABLE, message.request_id,
-                [[r.host, r.age, r.interval, r.ttl, list(r.topics)] for r in message.rows], int(message.state)]
+                [[r.host, r.age, r.interval, r.ttl, list(r.topics)] for r in message.rows], int(message.state),
+                message.next_after]
     elif kind is Error:
         body = [Kind.ERROR, message.request_id, message.reason]
     elif kind is Delta:
@@ -462,7 +471,13 @@ def _decode_lookup(data):
 
 def _decode_list(data):
     _need(data, 3, "LIST")
-    return ListHosts(_request_id(data[2]))
+    # Without a cursor (an older client): the first page.
+    return ListHosts(_request_id(data[2]), _cursor(data[3]) if len(data) > 3 else "")
+
+
+def _cursor(value):
+    """A page cursor: '' (from the start, or no more pages) or a host name."""
+    return "" if value == "" else _name(value, "page cursor")
 
 
 def _counter(value, what):
@@ -550,7 +565,8 @@ def _decode_table(data):
             ttl=_seconds(row[3], "ttl"),
             topics=_names(row[4], "topics", MAX_TOPICS_PER_HOST),
         ))
-    return Table(_request_id(data[2]), tuple(parsed), _state(data[4]))
+    # Without a cursor (an older registry): the whole table in one message.
+    return Table(_request_id(data[2]), tuple(parsed), _state(data[4]), _cursor(data[5]) if len(data) > 5 else "")
 
 
 def _decode_error(data):

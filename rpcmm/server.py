@@ -12,8 +12,8 @@ standalone (``rpcmm registry``) or inside any service process::
     server.stop()           # stops the loop, closes the sockets, joins
 
 With ``peers``, a starting registry is WARMING until it has loaded the table of the first peer
-that answers (or none did within ``peer_timeout`` each); meanwhile it answers lookups with
-what it has, marked WARMING, and clients prefer another registry. Expiry goes through an
+that answers, page by page (or none did within ``peer_timeout`` a page); meanwhile it answers
+lookups with what it has, marked WARMING, and clients prefer another registry. Expiry goes through an
 :class:`~rpcmm.preservation.ExpiryGuard`, which holds off a mass expiry and reports DEGRADED,
 and a :class:`~rpcmm.suspicion.SuspicionBoard`, which drops hosts that clients report and that
 then miss a heartbeat.
@@ -72,7 +72,10 @@ DEFAULT_TICK_INTERVAL = 0.5
 #: serving 10 topics each. Beyond it new hosts are refused (logged, counted in
 #: ``stats.refused_full``) rather than the process running out of memory.
 DEFAULT_MAX_REGISTRATIONS = 5_000_000
-#: Seconds a warming registry waits for each peer's table.
+#: Bytes of table rows per LIST reply: a quarter of the largest message, so a page always
+#: fits, and one page costs the loop a few milliseconds, not the whole table at once.
+_LIST_PAGE_BYTES = 256 << 10
+#: Seconds a warming registry waits for each page of a peer's table.
 DEFAULT_PEER_TIMEOUT = 1.0
 #: Messages handled in a row before the loop checks its timers again.
 _DRAIN_BATCH = 512
@@ -473,7 +476,8 @@ class RegistryServer:
             return None
         if kind is protocol.ListHosts:
             self.stats.lists += 1
-            return protocol.Table(message.request_id, table.rows(now), self.state)
+            rows, next_after = table.page(message.after, now, _LIST_PAGE_BYTES)
+            return protocol.Table(message.request_id, rows, self.state, next_after)
         if kind is protocol.Status:
             return protocol.Health(
                 message.request_id, self.state, self.epoch, table.seq, len(table), table.registration_count,
@@ -551,11 +555,12 @@ class RegistryServer:
 
 
 class _PeerWarmup:
-    """Loads a starting registry's table from the first peer that answers LIST.
+    """Loads a starting registry's table from the first peer that answers LIST, page by page.
 
     Driven by the server's loop: :meth:`poll_items` says what the loop should wait on for it and
-    :meth:`step` advances it; it tries each peer for ``peer_timeout`` seconds and skips peers
-    that are warming themselves (two registries restarting together must not copy each other's
+    :meth:`step` advances it; each page of a peer's table must come within ``peer_timeout``
+    seconds, else the next peer is tried (what was loaded stays). Peers that are warming
+    themselves are skipped (two registries restarting together must not copy each other's
     empty tables).
     """
 
@@ -565,6 +570,8 @@ class _PeerWarmup:
         self.socket = None
         self.peer = None
         self.sent = False
+        self.after = ""  # the page cursor: the last host loaded from this peer
+        self.added = 0
         self.request_id = random.getrandbits(32)
         self.deadline = server.clock.monotonic()
 
@@ -577,16 +584,20 @@ class _PeerWarmup:
         """Advance; return False once warm-up is over (loaded, or every peer tried)."""
         if self.socket is not None and self.socket in ready:
             if not self.sent:
-                self.socket.send(protocol.encode(protocol.ListHosts(self.request_id)), zmq.NOBLOCK)
-                self.sent = True
-                self.deadline = now + self.server.peer_timeout
+                self._ask(now)
                 return True
-            table = self._receive()
-            if table is not None:
-                return self._load(table, now)
+            page = self._receive()
+            if page is not None:
+                return self._load(page, now)
         if now < self.deadline and self.socket is not None:
             return True
         return self._next_peer(now)
+
+    def _ask(self, now):
+        self.request_id += 1
+        self.socket.send(protocol.encode(protocol.ListHosts(self.request_id, self.after)), zmq.NOBLOCK)
+        self.sent = True
+        self.deadline = now + self.server.peer_timeout
 
     def _receive(self):
         try:
@@ -601,12 +612,18 @@ class _PeerWarmup:
             return None
         return reply
 
-    def _load(self, table, now):
+    def _load(self, page, now):
         server = self.server
-        added = server.table.load(table.rows, now)
+        self.added += server.table.load(page.rows, now)
+        if page.next_after:
+            if page.next_after > self.after:
+                self.after = page.next_after
+                self._ask(now)
+                return True
+            LOG.warning("peer %s sent a page cursor that does not move on; keeping what it sent", self.peer)
         server.synced_from, server.synced_at = str(self.peer), now
-        server.stats.synced_hosts = added
-        LOG.info("warmed up from peer %s: %d host(s) loaded", self.peer, added)
+        server.stats.synced_hosts = self.added
+        LOG.info("warmed up from peer %s: %d host(s) loaded", self.peer, self.added)
         self.close()
         return False
 
@@ -625,7 +642,7 @@ class _PeerWarmup:
             self.socket.setsockopt(zmq.IPV6, 1)
         self.socket.connect(self.peer.zmq_address())
         self.sent = False
-        self.request_id += 1
+        self.after = ""
         self.deadline = now + self.server.peer_timeout
         return True
 

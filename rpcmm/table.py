@@ -13,6 +13,7 @@ publishes.
 Not thread-safe: a registry server owns one table and touches it from its one loop.
 """
 
+import bisect
 import enum
 import logging
 import math
@@ -23,6 +24,15 @@ from rpcmm.timing import TimingBounds
 __all__ = ["RegistryTable", "Change"]
 
 LOG = logging.getLogger(__name__)
+
+
+#: Bytes a table row takes on the wire besides its names: array headers, three floats.
+_ROW_OVERHEAD = 40
+
+
+def _utf8_length(name):
+    # Names are mostly ASCII: then the length in characters is the length in bytes.
+    return len(name) if name.isascii() else len(name.encode())
 
 
 class Change(enum.Enum):
@@ -68,6 +78,7 @@ class RegistryTable:
         self.bounds = bounds if bounds is not None else TimingBounds()
         self.max_registrations = max_registrations
         self._registrations = 0  # (topic, host) pairs held, kept by _index
+        self._sorted = None  # every host name, sorted, until a host joins or leaves (see page())
         self._hosts = {}  # host -> _Entry
         self._by_topic = {}  # topic -> {host: None}, insertion-ordered
         self._answers = {}  # topic -> tuple of hosts, rebuilt lazily after a change
@@ -122,6 +133,7 @@ class RegistryTable:
         self._earliest = min(self._earliest, now + ttl)
         if entry is None:
             self._hosts[host] = _Entry(topics, declared, interval, ttl, now)
+            self._sorted = None
             self._index(host, (), topics)
             return Change.JOINED
         old = entry.topics
@@ -140,6 +152,7 @@ class RegistryTable:
         if entry is None:
             return False
         self._timing = None
+        self._sorted = None
         self._index(host, entry.topics, ())
         return True
 
@@ -239,10 +252,40 @@ class RegistryTable:
 
     def rows(self, now):
         """Every host as a :class:`~rpcmm.protocol.TableRow`, sorted by host name."""
-        return tuple(
-            TableRow(host, max(0.0, now - e.last_seen), e.interval, e.ttl, tuple(sorted(e.topics)))
-            for host, e in sorted(self._hosts.items())
-        )
+        return tuple(self._row(host, now) for host in self._sorted_hosts())
+
+    def page(self, after, now, max_bytes):
+        """The rows of the hosts whose names sort after ``after`` ('' from the first), in name
+        order, as many as fit in ``max_bytes`` as encoded (at least one); returns
+        ``(rows, next_after)``, ``next_after`` being '' when no host is left after them.
+
+        A registry lists its table this way, one message per page, however large the table.
+        The sorted names are kept between calls until a host joins or leaves, so listing 100k
+        hosts page by page sorts them once, not once a page. A host that joins or leaves
+        between two pages is listed or not depending on where its name sorts: each host is
+        listed at most once.
+        """
+        order = self._sorted_hosts()
+        end = bisect.bisect_right(order, after) if after else 0
+        rows, used = [], 0
+        while end < len(order):
+            row = self._row(order[end], now)
+            size = _ROW_OVERHEAD + _utf8_length(row.host) + sum(_utf8_length(t) + 3 for t in row.topics)
+            if rows and used + size > max_bytes:
+                break
+            rows.append(row)
+            used += size
+            end += 1
+        return tuple(rows), (rows[-1].host if end < len(order) else "")
+
+    def _sorted_hosts(self):
+        if self._sorted is None:
+            self._sorted = sorted(self._hosts)
+        return self._sorted
+
+    def _row(self, host, now):
+        e = self._hosts[host]
+        return TableRow(host, max(0.0, now - e.last_seen), e.interval, e.ttl, tuple(sorted(e.topics)))
 
     def topics(self):
         """Every topic with at least one host."""

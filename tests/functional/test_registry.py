@@ -1,14 +1,16 @@
 """Registry servers in threads and RegistryMatchmaker clients, over real zmq on 127.0.0.1."""
 
+import threading
 import time
 
 import pytest
 import zmq
 
 from rpcmm import protocol
-from rpcmm.addressing import Anycast, Directed, Fanout
+from rpcmm.addressing import Anycast, Directed, Endpoint, Fanout
 from rpcmm.backends.registry import RegistryMatchmaker
-from rpcmm.errors import EndpointInUse, RegistryUnavailable
+from rpcmm.client import RegistryClient
+from rpcmm.errors import EndpointInUse, ProtocolError, RegistryUnavailable
 from rpcmm.testing import wait_for
 from rpcmm.timing import HeartbeatTiming
 
@@ -184,3 +186,52 @@ def test_a_full_registry_refuses_more_and_keeps_serving_what_it_holds(start_serv
     first.unregister("b", "h1")  # room for one more: h2's next heartbeat gets in
     wait_for(lambda: client.hosts("c") == ("h2",))
     assert client.hosts("a") == ("h1", "h2") and server.table.registration_count == 3
+
+
+def test_a_table_larger_than_a_message_is_listed_and_warmed_up_from_in_pages(start_server, seed_for, matchmakers):
+    """20,000 hosts of 10 topics: a table of about 4 MB, four times the largest message."""
+    server = start_server()
+    seed = seed_for(server)
+    host_side = matchmakers(seed, timing=HeartbeatTiming(10.0, 60.0))  # alive for the whole test
+    client = matchmakers(seed)
+    topics = frozenset(f"service-{j}.topic" for j in range(10))
+    host_side._announce_many([(f"compute-{i:05d}.example.org", topics) for i in range(20_000)])
+    wait_for(lambda: len(server.table) == 20_000, timeout=30)
+    rows, endpoint = client.table()
+    assert endpoint == server.endpoint
+    assert [r.host for r in rows] == [f"compute-{i:05d}.example.org" for i in range(20_000)]
+    assert all(r.topics == tuple(sorted(topics)) for r in rows)
+    assert server.stats.lists > 4  # it did take pages
+    late = start_server(peers=[server.endpoint])
+    wait_for(lambda: late.synced_from == str(server.endpoint), timeout=30)
+    assert len(late.table) == 20_000 and late.stats.synced_hosts == 20_000
+    assert late.table.hosts_for("service-3.topic") == server.table.hosts_for("service-3.topic")
+
+
+def test_a_registry_whose_pages_do_not_move_on_is_an_error_not_a_loop(context):
+    """A fake registry answers every LIST with the same page and the same cursor."""
+    fake = context.socket(zmq.ROUTER)
+    fake.setsockopt(zmq.LINGER, 0)
+    port = fake.bind_to_random_port("tcp://127.0.0.1")
+    client = RegistryClient([Endpoint("127.0.0.1", port)], context, timeout=2.0).start()
+    answered = []
+
+    def serve():
+        while len(answered) < 2 and fake.poll(2000):
+            identity, frame = fake.recv_multipart()
+            request = protocol.decode(frame)
+            answered.append(request.after)
+            row = protocol.TableRow("h", 0.0, 1.0, 3.0, ("t",))
+            fake.send_multipart([identity, protocol.encode(protocol.Table(request.request_id, (row,),
+                                                                          next_after="h"))])
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        with pytest.raises(ProtocolError, match="does not move on"):
+            client.list_hosts()
+    finally:
+        server.join(5)
+        client.close()
+        fake.close()
+    assert answered == ["", "h"]

@@ -53,7 +53,7 @@ _ids = st.integers(0, 2**63 - 1)
 _ages = st.floats(0, 1e6)
 valid_messages = st.one_of(
     st.builds(p.Lookup, _ids, _names_ok),
-    st.builds(p.ListHosts, _ids),
+    st.builds(p.ListHosts, _ids, st.one_of(st.just(""), _names_ok)),
     st.builds(p.Unregister, st.lists(_names_ok, max_size=4).map(tuple)),
     st.builds(p.Heartbeat, st.lists(st.builds(
         p.HostState, _names_ok, st.floats(0.05, 60), st.floats(0.2, 600),
@@ -61,7 +61,8 @@ valid_messages = st.one_of(
     st.builds(p.Hosts, _ids, st.lists(_names_ok, max_size=3).map(tuple)),
     st.builds(p.Table, _ids, st.lists(st.builds(p.TableRow, _names_ok, _ages, st.floats(0.05, 60),
                                                 st.floats(0.2, 600), st.lists(_names_ok, max_size=3).map(tuple)),
-                                      max_size=3).map(tuple)),
+                                      max_size=3).map(tuple),
+              st.sampled_from(p.State), st.one_of(st.just(""), _names_ok)),
     st.builds(p.Error, _ids, st.text(max_size=30)),
     # Kinds added by later issues, when this version of the protocol has them.
     *([st.builds(p.Status, _ids)] if hasattr(p, "Status") else []),
@@ -155,13 +156,16 @@ def check_invariants(message):
         assert type(message.hosts) is tuple and all(map(name_ok, message.hosts))
     elif kind is p.Lookup:
         assert name_ok(message.topic)
+    elif kind is p.ListHosts:
+        assert message.after == "" or name_ok(message.after)
     elif kind is p.Table:
+        assert message.next_after == "" or name_ok(message.next_after)
         for row in message.rows:
             assert name_ok(row.host) and seconds_ok(row.age, zero_ok=True)
             assert seconds_ok(row.interval) and seconds_ok(row.ttl) and all(map(name_ok, row.topics))
     elif kind is p.Error:
         assert type(message.reason) is str
-    elif kind is not p.ListHosts:
+    else:
         # Kinds added since these checks were written: the generic bounds still hold.
         check_bounded(message)
     assert p.decode(p.encode(message)) == message

@@ -86,7 +86,13 @@ class Harness:
         assert self.server.running
         for topic in GOOD_TOPICS:
             assert GOOD_HOST in self.call(lambda rid: p.Lookup(rid, topic)).hosts
-        rows = {row.host: row for row in self.call(p.ListHosts).rows}
+        rows, after = {}, ""
+        while True:  # the table comes in pages
+            page = self.call(lambda rid: p.ListHosts(rid, after))
+            rows.update((row.host, row) for row in page.rows)
+            if not page.next_after:
+                break
+            after = page.next_after
         assert rows[GOOD_HOST].topics == tuple(sorted(GOOD_TOPICS))
         assert rows[GOOD_HOST].ttl == 600.0
 

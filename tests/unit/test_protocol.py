@@ -13,9 +13,11 @@ MESSAGES = [
     p.Unregister(("h1", "h2")),
     p.Lookup(7, "scheduler"),
     p.ListHosts(2**63 - 1),
+    p.ListHosts(1, after="h1.example.org"),
     p.Hosts(0, ("h1", "10.0.0.1:9501")),
     p.Hosts(9, (), epoch=2**62, version=17, state=p.State.DEGRADED, data_age=4.5),
     p.Table(3, (p.TableRow("h1", 0.25, 1.0, 3.0, ("a",)),), p.State.WARMING),
+    p.Table(3, (p.TableRow("h1", 0.25, 1.0, 3.0, ("a",)),), next_after="h1"),
     p.Error(4, "no"),
     p.Delta(5, 10, 7, "t", ("h1", "h2")),
     p.Snapshot(5, 10, "t", ()),
@@ -40,6 +42,23 @@ def test_a_small_frame_with_an_array_longer_than_the_fast_paths_cap_still_decode
     frame = p.encode(reply)
     assert len(frame) <= p._FAST_FRAME
     assert p.decode(frame) == reply
+
+
+def test_list_and_table_without_a_page_cursor_still_decode():
+    # What registries and clients from before paging send: the first page, the whole table.
+    assert p.decode(pack(1, p.Kind.LIST, 9)) == p.ListHosts(9, "")
+    assert p.decode(pack(1, p.Kind.TABLE, 9, [["h", 0.5, 1.0, 3.0, ["t"]]], 0)) == \
+        p.Table(9, (p.TableRow("h", 0.5, 1.0, 3.0, ("t",)),), p.State.UP, "")
+
+
+@pytest.mark.parametrize("cursor, reason", [
+    (7, "cursor"), ("bad cursor", "cursor"), ("x" * 256, "cursor"), (None, "cursor"), (b"h", "bin"),
+])
+def test_a_bad_page_cursor_is_refused(cursor, reason):
+    with pytest.raises(ProtocolError, match=reason):
+        p.decode(pack(1, p.Kind.LIST, 9, cursor))
+    with pytest.raises(ProtocolError, match=reason):
+        p.decode(pack(1, p.Kind.TABLE, 9, [], 0, cursor))
 
 
 def test_a_heartbeat_is_compact():

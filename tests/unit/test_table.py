@@ -1,5 +1,6 @@
 import pytest
 
+from rpcmm import protocol as p
 from rpcmm.protocol import TableRow
 from rpcmm.table import Change, RegistryTable
 from rpcmm.timing import TimingBounds
@@ -208,3 +209,65 @@ def test_loading_a_peer_table_stops_at_the_cap(capped):
 def test_the_cap_must_be_positive():
     with pytest.raises(ValueError):
         RegistryTable(max_registrations=0)
+
+
+# -- listing in pages ----------------------------------------------------------------------------
+
+
+def _list_all(table, max_bytes, now=0.0):
+    rows, after, pages = [], "", 0
+    while True:
+        page, after = table.page(after, now, max_bytes)
+        rows += page
+        pages += 1
+        if not after:
+            return rows, pages
+
+
+def test_pages_list_every_host_once_in_name_order(table):
+    for i in range(50):
+        table.heartbeat(f"h{i:02d}", ("a", f"t{i}"), 1.0, 3.0, now=0.0)
+    rows, pages = _list_all(table, max_bytes=300)
+    assert [r.host for r in rows] == [f"h{i:02d}" for i in range(50)]
+    assert rows == list(table.rows(now=0.0))
+    assert 5 < pages < 50
+
+
+def test_a_page_fits_its_budget_as_encoded(table):
+    for i in range(200):
+        table.heartbeat(f"host-{i:03d}.example.org", tuple(f"topic-{j}" for j in range(i % 12 + 1)), 1.0, 3.0,
+                        now=0.0)
+    after = ""
+    while True:
+        rows, after = table.page(after, 0.0, 2000)
+        assert len(p.encode(p.Table(2**40, rows, p.State.UP, after))) <= 2000 + 64
+        if not after:
+            break
+
+
+def test_a_row_larger_than_the_budget_gets_a_page_of_its_own(table):
+    table.heartbeat("big", tuple(f"topic-{j}" for j in range(100)), 1.0, 3.0, now=0.0)
+    table.heartbeat("small", ("a",), 1.0, 3.0, now=0.0)
+    assert [r.host for r in table.page("", 0.0, 100)[0]] == ["big"]
+    assert table.page("", 0.0, 100)[1] == "big"
+    assert table.page("big", 0.0, 100) == ((table.rows(0.0)[1],), "")
+
+
+def test_hosts_joining_and_leaving_between_pages_are_listed_at_most_once(table):
+    for name in ("b", "d", "f"):
+        table.heartbeat(name, ("t",), 1.0, 3.0, now=0.0)
+    first, after = table.page("", 0.0, 50)
+    assert [r.host for r in first] == ["b"] and after == "b"
+    table.heartbeat("a", ("t",), 1.0, 3.0, now=0.0)  # sorts before the cursor: not listed
+    table.heartbeat("c", ("t",), 1.0, 3.0, now=0.0)  # after it: listed
+    table.remove("d")
+    rest = []
+    while after:
+        page, after = table.page(after, 0.0, 50)
+        rest += [r.host for r in page]
+    assert rest == ["c", "f"]
+
+
+def test_an_empty_table_is_one_empty_page(table):
+    assert table.page("", 0.0, 1000) == ((), "")
+    assert table.page("zzz", 0.0, 1000) == ((), "")
