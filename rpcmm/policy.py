@@ -23,6 +23,13 @@ receive that topic's RPCs. A policy file is JSON::
   patterns and T one of its ``topics`` patterns; it may unregister H only if H matches. A key
   not listed, and an unauthenticated peer (key None), gets ``"default"``; a file without
   ``"default"`` denies them everything.
+- ``max_hosts`` (optional, a whole number from 1) caps how many hosts the key may have in a
+  registry's table at once: beyond it a new host is refused, while the ones it holds keep
+  refreshing. A host counts against the key that registered it first, until it leaves the
+  table (unregistered, expired or dropped); hosts a registry loaded from a peer at warm-up
+  count against nobody. Without ``max_hosts`` a key is limited only by the registry's own
+  cap on its table (``--max-registrations``), which every key shares: a quota keeps one key,
+  compromised or misconfigured with a wide ``hosts`` pattern, from filling it for the others.
 - Lookups are not governed here: any peer that got through CURVE may look up.
 
 Decisions are cached per ``(key, host, topics)`` in a bounded dict: a host heartbeats the same
@@ -66,16 +73,18 @@ ALLOWED = Verdict(True, False, ())
 
 @dataclasses.dataclass(frozen=True)
 class Grant:
-    """What one key may register: compiled ``hosts`` and ``topics`` patterns."""
+    """What one key may register: compiled ``hosts`` and ``topics`` patterns, and at most
+    ``max_hosts`` hosts at once (None: no quota)."""
 
     hosts: tuple
     topics: tuple
     _host_match: typing.Callable = dataclasses.field(repr=False, compare=False)
     _topic_match: typing.Callable = dataclasses.field(repr=False, compare=False)
+    max_hosts: int | None = None
 
     @classmethod
-    def build(cls, hosts, topics):
-        return cls(tuple(hosts), tuple(topics), _compile(hosts), _compile(topics))
+    def build(cls, hosts, topics, max_hosts=None):
+        return cls(tuple(hosts), tuple(topics), _compile(hosts), _compile(topics), max_hosts)
 
     def may_host(self, host):
         return self._host_match(host) is not None
@@ -107,6 +116,8 @@ class TopicPolicy:
         self._grants = dict(grants)  # Z85 key (str) -> Grant
         self._default = default
         self._allow_all = allow_all
+        #: Whether any grant has a ``max_hosts`` quota (if not, the registry counts nothing).
+        self.has_quotas = any(g.max_hosts is not None for g in (default, *self._grants.values()))
         self._cache_size = cache_size
         self._cache = {}  # (key, host, topics) -> Verdict
 
@@ -162,6 +173,10 @@ class TopicPolicy:
             return True
         grant = self.grant_for(key_z85)
         return grant.may_host(host) and grant.may_topic(topic)
+
+    def max_hosts(self, key_z85):
+        """The most hosts ``key_z85`` may have in the table at once (None: no quota)."""
+        return self.grant_for(key_z85).max_hosts
 
     def may_unregister(self, key_z85, host):
         """May ``key_z85`` remove ``host`` (UNREGISTER, or a HEARTBEAT with no topics)?"""
@@ -224,12 +239,15 @@ def _grant(source, where, entry):
     if type(entry) is not dict:
         raise ConfigurationError(
             f"{source}: {where} must be an object with \"topics\" and \"hosts\", got {entry!r:.60}")
-    unknown = set(entry) - {"topics", "hosts"}
+    unknown = set(entry) - {"topics", "hosts", "max_hosts"}
     if unknown:
         raise ConfigurationError(
-            f"{source}: {where}: unknown entries {sorted(unknown)} (expected \"topics\", \"hosts\")")
+            f"{source}: {where}: unknown entries {sorted(unknown)} (expected \"topics\", \"hosts\", \"max_hosts\")")
+    max_hosts = entry.get("max_hosts")
+    if max_hosts is not None and (type(max_hosts) is not int or max_hosts < 1):
+        raise ConfigurationError(f"{source}: {where}.max_hosts must be a whole number from 1, got {max_hosts!r:.60}")
     return Grant.build(hosts=_patterns(source, f"{where}.hosts", entry.get("hosts", [])),
-                       topics=_patterns(source, f"{where}.topics", entry.get("topics", [])))
+                       topics=_patterns(source, f"{where}.topics", entry.get("topics", [])), max_hosts=max_hosts)
 
 
 def _patterns(source, where, patterns):

@@ -95,7 +95,7 @@ class ServerStats:
 
     __slots__ = ("received", "dropped", "heartbeats", "lookups", "lists", "expired", "joined", "left",
                  "published", "suspected", "dropped_suspects", "synced_hosts", "refused", "rate_limited",
-                 "refused_full")
+                 "refused_full", "refused_quota")
 
     def __init__(self):
         for name in self.__slots__:
@@ -416,6 +416,9 @@ class RegistryServer:
             self.stats.heartbeats += 1
             suspicion = self.suspicion
             check = self.policy.check_heartbeat
+            # Quotas (policy max_hosts): charge each new host to the key registering it. The
+            # table is told only when the policy has any, so a registry without costs nothing.
+            quota = self.policy.max_hosts(key) if self.policy.has_quotas else None
             for state in message.states:
                 verdict = check(key, state.host, state.topics)
                 if not verdict.allowed:
@@ -425,9 +428,17 @@ class RegistryServer:
                                     " (not its host)" if verdict.host_refused else
                                     f" for topics {', '.join(verdict.refused_topics)}")
                     continue
-                change = table.heartbeat(state.host, state.topics, state.interval, state.ttl, now)
+                if quota is None:
+                    change = table.heartbeat(state.host, state.topics, state.interval, state.ttl, now)
+                else:
+                    change = table.heartbeat(state.host, state.topics, state.interval, state.ttl, now, key, quota)
                 if change is Change.REFRESHED:
                     suspicion.heard_from(state.host, now)
+                    continue
+                if change is Change.OVER_QUOTA:
+                    self.stats.refused_quota += 1
+                    self._drops.log("registry %s: key %s has its quota of %d hosts: refused host %s", self._bound,
+                                    key, quota, state.host)
                     continue
                 if change is Change.REFUSED:
                     self.stats.refused_full += 1

@@ -21,7 +21,7 @@ import math
 from rpcmm.protocol import TableRow
 from rpcmm.timing import TimingBounds
 
-__all__ = ["RegistryTable", "Change"]
+__all__ = ["RegistryTable", "Change", "UNOWNED"]
 
 LOG = logging.getLogger(__name__)
 
@@ -45,15 +45,23 @@ class Change(enum.Enum):
     #: ``max_registrations``. Nothing changed, except that a host already in the table keeps
     #: its old topics with a new deadline (it is alive, and still serves those).
     REFUSED = "refused"
+    #: The host is new and the key registering it already has its quota of hosts in the
+    #: table (``quota`` in :meth:`RegistryTable.heartbeat`): nothing changed.
+    OVER_QUOTA = "over quota"
+
+
+#: The owner of a host no key is charged for (loaded from a peer, or no quotas in force).
+UNOWNED = object()
 
 
 class _Entry:
     # ``declared`` is the (interval, ttl) the host sent, ``interval``/``ttl`` what the bounds
     # made of them: a heartbeat is compared with the former, so a host declaring out-of-bounds
     # timing is not clamped again at every heartbeat.
-    __slots__ = ("topics", "declared", "interval", "ttl", "last_seen", "deadline")
+    __slots__ = ("topics", "declared", "interval", "ttl", "last_seen", "deadline", "owner")
 
-    def __init__(self, topics, declared, interval, ttl, now):
+    def __init__(self, topics, declared, interval, ttl, now, owner):
+        self.owner = owner  # the key the host counts against (UNOWNED: none)
         self.topics = topics
         self.declared = declared
         self.interval = interval
@@ -79,6 +87,7 @@ class RegistryTable:
         self.max_registrations = max_registrations
         self._registrations = 0  # (topic, host) pairs held, kept by _index
         self._sorted = None  # every host name, sorted, until a host joins or leaves (see page())
+        self._owned = {}  # owner -> how many hosts it has in the table (see heartbeat's quota)
         self._hosts = {}  # host -> _Entry
         self._by_topic = {}  # topic -> {host: None}, insertion-ordered
         self._answers = {}  # topic -> tuple of hosts, rebuilt lazily after a change
@@ -102,11 +111,13 @@ class RegistryTable:
         """How many (topic, host) registrations the table holds."""
         return self._registrations
 
-    def heartbeat(self, host, topics, interval, ttl, now):
+    def heartbeat(self, host, topics, interval, ttl, now, owner=UNOWNED, quota=None):
         """Record that ``host`` serves exactly ``topics`` (a tuple) as of ``now``; return a Change.
 
         An empty ``topics`` removes the host (returning None), the same as :meth:`remove`.
         Beyond ``max_registrations`` the heartbeat is refused: see :attr:`Change.REFUSED`.
+        A host that joins counts against ``owner`` (a key) until it leaves; if ``owner``
+        already has ``quota`` hosts (None: no limit) it is refused (:attr:`Change.OVER_QUOTA`).
         """
         self.last_heard = now
         entry = self._hosts.get(host)
@@ -123,6 +134,8 @@ class RegistryTable:
         if not topics:
             self.remove(host)
             return None
+        if entry is None and quota is not None and self._owned.get(owner, 0) >= quota:
+            return Change.OVER_QUOTA
         if self.max_registrations is not None and self._would_overflow(entry, topics):
             if entry is not None:
                 entry.last_seen, entry.deadline = now, now + entry.ttl
@@ -132,7 +145,9 @@ class RegistryTable:
         self._timing = None
         self._earliest = min(self._earliest, now + ttl)
         if entry is None:
-            self._hosts[host] = _Entry(topics, declared, interval, ttl, now)
+            self._hosts[host] = _Entry(topics, declared, interval, ttl, now, owner)
+            if owner is not UNOWNED:
+                self._owned[owner] = self._owned.get(owner, 0) + 1
             self._sorted = None
             self._index(host, (), topics)
             return Change.JOINED
@@ -141,6 +156,10 @@ class RegistryTable:
         entry.last_seen, entry.deadline = now, now + ttl
         self._index(host, old, topics)
         return Change.CHANGED
+
+    def hosts_owned_by(self, owner):
+        """How many hosts in the table count against ``owner``."""
+        return self._owned.get(owner, 0)
 
     def _would_overflow(self, entry, topics):
         added = len(set(topics)) - (0 if entry is None else len(set(entry.topics)))
@@ -151,6 +170,12 @@ class RegistryTable:
         entry = self._hosts.pop(host, None)
         if entry is None:
             return False
+        if entry.owner is not UNOWNED:
+            left = self._owned[entry.owner] - 1
+            if left:
+                self._owned[entry.owner] = left
+            else:
+                del self._owned[entry.owner]  # keys that come and go leave nothing behind
         self._timing = None
         self._sorted = None
         self._index(host, entry.topics, ())

@@ -102,6 +102,27 @@ def test_the_policy_refuses_other_hosts_and_topics_per_record(secured, seed_for,
     wait_for(lambda: secured.stats.refused == 3)
 
 
+def test_a_key_at_its_host_quota_gets_no_more_hosts_until_one_leaves(start_server, seed_for, make_matchmaker,
+                                                                       keys):
+    policy_file = keys["dir"] / "quota.json"
+    policy_file.write_text(json.dumps({"keys": {
+        "client": {"hosts": ["compute-*"], "topics": ["compute"], "max_hosts": 2},
+        "registry": {"hosts": ["*"], "topics": ["*"]},  # no quota: another key's hosts never count
+    }}))
+    policy = TopicPolicy.load(str(policy_file), authorized_keys_dir=keys["authorized"])
+    server = start_server(curve=keys["server"].load(), policy=policy)
+    seed = seed_for(server)
+    client = make_matchmaker(seed, curve=keys["client"].load(), live=False, cache_max_age=0.0)
+    client._client.cast(protocol.Heartbeat(tuple(
+        protocol.HostState(f"compute-{i}", 1.0, 30.0, ("compute",)) for i in range(3))))
+    wait_for(lambda: server.stats.refused_quota == 1)
+    assert client.hosts("compute") == ("compute-0", "compute-1")
+    client._client.cast(protocol.Unregister(("compute-0",)))  # frees one place
+    client._client.cast(protocol.Heartbeat((protocol.HostState("compute-2", 1.0, 30.0, ("compute",)),)))
+    wait_for(lambda: client.hosts("compute") == ("compute-1", "compute-2"))
+    assert server.stats.refused_quota == 1
+
+
 def rpcmm(*args):
     return subprocess.run([sys.executable, "-m", "rpcmm", *args], capture_output=True, text=True,
                           timeout=30, stdin=subprocess.DEVNULL)

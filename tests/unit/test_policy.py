@@ -112,10 +112,27 @@ def test_load_from_a_file_with_key_names(tmp_path):
     ({"keys": {COMPUTE: {"topics": [7]}}}, "topics: pattern must be a string, not int"),
     ({"keys": {COMPUTE: {"hosts": ["*"], "topic": ["x"]}}}, "unknown entries \\['topic'\\]"),
     ({"default": {"hosts": ["x" * 300]}}, "default.hosts"),
+    ({"keys": {COMPUTE: {"max_hosts": 0}}}, re.escape(f"keys.{COMPUTE}.max_hosts must be a whole number from 1")),
+    ({"default": {"max_hosts": "10"}}, "default.max_hosts must be a whole number"),
+    ({"default": {"max_hosts": 2.5}}, "default.max_hosts must be a whole number"),
+    ({"default": {"max_hosts": True}}, "default.max_hosts must be a whole number"),
 ])
 def test_invalid_documents_name_the_place_and_the_value(document, message):
     with pytest.raises(ConfigurationError, match=message):
         TopicPolicy.from_document(document, source="p.json")
+
+
+def test_quotas_are_per_grant_and_optional(policy):
+    assert not policy.has_quotas and policy.max_hosts(COMPUTE) is None
+    quoted = TopicPolicy.from_document({
+        "keys": {COMPUTE: {"topics": ["*"], "hosts": ["*"], "max_hosts": 50}, OTHER: {"hosts": ["*"]}},
+        "default": {"max_hosts": 1},
+    })
+    assert quoted.has_quotas
+    assert quoted.max_hosts(COMPUTE) == 50
+    assert quoted.max_hosts(OTHER) is None
+    assert quoted.max_hosts(None) == 1 and quoted.max_hosts("unknown key") == 1
+    assert not TopicPolicy.allow_all().has_quotas and TopicPolicy.allow_all().max_hosts(None) is None
 
 
 def test_unreadable_or_non_json_files(tmp_path):

@@ -271,3 +271,53 @@ def test_hosts_joining_and_leaving_between_pages_are_listed_at_most_once(table):
 def test_an_empty_table_is_one_empty_page(table):
     assert table.page("", 0.0, 1000) == ((), "")
     assert table.page("zzz", 0.0, 1000) == ((), "")
+
+
+# -- per-key quotas ------------------------------------------------------------------------------
+
+
+def test_a_key_at_its_quota_gets_no_new_host_and_keeps_its_others(table):
+    assert table.heartbeat("a1", ("t",), 1.0, 3.0, 0.0, "key-a", 2) is Change.JOINED
+    assert table.heartbeat("a2", ("t",), 1.0, 3.0, 0.0, "key-a", 2) is Change.JOINED
+    assert table.heartbeat("a3", ("t",), 1.0, 3.0, 0.0, "key-a", 2) is Change.OVER_QUOTA
+    assert "a3" not in table and table.hosts_owned_by("key-a") == 2
+    # Its hosts refresh and change topics as before; another key has its own count.
+    assert table.heartbeat("a1", ("t",), 1.0, 3.0, 1.0, "key-a", 2) is Change.REFRESHED
+    assert table.heartbeat("a2", ("t", "u"), 1.0, 3.0, 1.0, "key-a", 2) is Change.CHANGED
+    assert table.heartbeat("b1", ("t",), 1.0, 3.0, 1.0, "key-b", 2) is Change.JOINED
+    assert table.hosts_for("t") == ("a1", "a2", "b1")
+
+
+def test_a_host_leaving_by_any_path_frees_its_keys_quota(table):
+    for host in ("h1", "h2", "h3"):
+        table.heartbeat(host, ("t",), 1.0, 3.0, 0.0, "key", 3)
+    table.remove("h1")  # unregistered, or dropped as suspect
+    table.heartbeat("h2", (), 1.0, 3.0, 1.0, "key", 3)  # a heartbeat with no topics
+    table.heartbeat("h3", ("t",), 1.0, 3.0, 1.0, "key", 3)
+    assert table.hosts_owned_by("key") == 1
+    table.expire(10.0)  # h3 expires
+    assert table.hosts_owned_by("key") == 0 and table._owned == {}
+    assert all(table.heartbeat(f"n{i}", ("t",), 1.0, 3.0, 11.0, "key", 3) is Change.JOINED for i in range(3))
+    assert table.heartbeat("n3", ("t",), 1.0, 3.0, 11.0, "key", 3) is Change.OVER_QUOTA
+
+
+def test_hosts_count_against_the_key_that_registered_them_first(table):
+    table.heartbeat("shared", ("t",), 1.0, 3.0, 0.0, "first", 1)
+    assert table.heartbeat("shared", ("t",), 1.0, 3.0, 1.0, "second", 1) is Change.REFRESHED
+    assert table.hosts_owned_by("first") == 1 and table.hosts_owned_by("second") == 0
+    assert table.heartbeat("own", ("t",), 1.0, 3.0, 1.0, "second", 1) is Change.JOINED
+
+
+def test_hosts_without_an_owner_count_against_nobody(table):
+    table.heartbeat("plain", ("t",), 1.0, 3.0, now=0.0)
+    table.load([TableRow("loaded", 0.0, 1.0, 3.0, ("t",))], now=0.0)
+    assert table._owned == {}
+    table.remove("plain")
+    table.remove("loaded")
+    assert table._owned == {}
+
+
+def test_an_unauthenticated_key_is_an_owner_like_any_other(table):
+    # Without CURVE every peer's key is None: a quota on the default grant caps them together.
+    assert table.heartbeat("x", ("t",), 1.0, 3.0, 0.0, None, 1) is Change.JOINED
+    assert table.heartbeat("y", ("t",), 1.0, 3.0, 0.0, None, 1) is Change.OVER_QUOTA
