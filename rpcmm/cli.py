@@ -84,7 +84,7 @@ def _parser():
                      help="do not load the table from the seed's other registries at start")
     sub.add_argument("--max-registrations", type=_positive_int, default=None, metavar="N",
                      help="(topic, host) pairs the registry holds at most; beyond it new hosts are "
-                          "refused (default: 5000000, about 1 GiB)")
+                          "refused (default: 5000000; see doc/operations.rst for the memory it takes)")
     sub.add_argument("--secret-key", metavar="FILE",
                      help="this registry's secret certificate (NAME.key_secret): serve over CURVE")
     sub.add_argument("--authorized-keys", metavar="DIR",

@@ -38,6 +38,9 @@ _CAST_HIGH_WATER_MARK = 64
 #: these (0.6 s at most), inside the default heartbeat interval.
 _RECONNECT_MS = (100, 300)
 _NOT_CONNECTED = object()
+#: Hosts list_hosts() takes from one registry at most: ten times the default cap on a table
+#: (at least one registration per host), so only a registry feeding pages without end hits it.
+_MAX_LISTED_HOSTS = 50_000_000
 #: Milliseconds close() waits to flush queued casts (the final UNREGISTER) to live registries.
 _CAST_LINGER_MS = 500
 
@@ -140,22 +143,25 @@ class RegistryClient:
         A registry lists its table in pages that each fit a message; the first page comes from
         whichever registry answers, the rest from that same one, and the reply returned holds
         every row. Other calls may run between two pages. RegistryUnavailable if no registry
-        answers, or if the one listing stops answering midway; ProtocolError if its pages do
-        not move on.
+        answers, or if the one listing stops answering midway; ProtocolError if its pages are
+        not in order past their cursor (:func:`~rpcmm.protocol.check_page`) or add up to more
+        than _MAX_LISTED_HOSTS.
         """
         first, endpoint = self._call(protocol.ListHosts, protocol.Table, None)
-        index, rows, page = self.endpoints.index(endpoint), list(first.rows), first
-        while page.next_after:
+        index, page, after, rows = self.endpoints.index(endpoint), first, "", []
+        while True:
+            protocol.check_page(page, after)
+            rows += page.rows
+            if len(rows) > _MAX_LISTED_HOSTS:
+                raise ProtocolError(f"registry {endpoint} lists more than {_MAX_LISTED_HOSTS} hosts")
+            if not page.next_after:
+                return protocol.Table(first.request_id, tuple(rows), first.state), endpoint
             after = page.next_after
             with self._call_lock:
                 page = self._ask(self._require(self._call_sockets), index,
                                  lambda rid: protocol.ListHosts(rid, after), protocol.Table)
             if page is None or page is _NOT_CONNECTED:
                 raise RegistryUnavailable(None, (endpoint,), self.timeout)
-            if page.next_after and page.next_after <= after:
-                raise ProtocolError(f"registry {endpoint} sent a page cursor that does not move on")
-            rows += page.rows
-        return protocol.Table(first.request_id, tuple(rows), first.state), endpoint
 
     def status(self, index):
         """The Health of registry number ``index`` alone, or None if it does not answer."""

@@ -55,6 +55,7 @@ from rpcmm.errors import ProtocolError
 __all__ = [
     "VERSION",
     "unpack_versioned",
+    "check_page",
     "Kind",
     "State",
     "HostState",
@@ -158,10 +159,12 @@ class Lookup:
 @dataclasses.dataclass(frozen=True, slots=True)
 class ListHosts:
     """Asks for a page of the table: the hosts whose names sort after ``after`` ('' from the
-    first). A table of any size comes in pages that each fit a message (see :class:`Table`)."""
+    first). A table of any size comes in pages that each fit a message (see :class:`Table`).
+    ``after`` is None for a LIST without the field (a client from before paging): it gets a
+    first page as large as a message allows, which is the whole table it used to get."""
 
     request_id: int
-    after: str = ""
+    after: str | None = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -280,7 +283,8 @@ def encode(message):
     elif kind is Lookup:
         body = [Kind.LOOKUP, message.request_id, message.topic]
     elif kind is ListHosts:
-        body = [Kind.LIST, message.request_id, message.after]
+        body = [Kind.LIST, message.request_id] if message.after is None else [Kind.LIST, message.request_id,
+                                                                              message.after]
     elif kind is Hosts:
         body = [Kind.HOSTS, message.request_id, list(message.hosts), message.epoch, message.version,
                 int(message.state), message.data_age]
@@ -471,8 +475,22 @@ def _decode_lookup(data):
 
 def _decode_list(data):
     _need(data, 3, "LIST")
-    # Without a cursor (an older client): the first page.
-    return ListHosts(_request_id(data[2]), _cursor(data[3]) if len(data) > 3 else "")
+    # Without a cursor (an older client): after None, the first page, as large as it can be.
+    return ListHosts(_request_id(data[2]), _cursor(data[3]) if len(data) > 3 else None)
+
+
+def check_page(table, after):
+    """Raise ProtocolError unless ``table`` (a Table) is a page that answers a LIST from
+    ``after``: rows in strictly increasing host order, all after ``after``, and ``next_after``
+    either '' (the last page) or the host of its last row. A reader that checks every page
+    and moves ``after`` on to ``next_after`` lists each host once and always gets further."""
+    previous = after
+    for row in table.rows:
+        if row.host <= previous:
+            raise ProtocolError(f"a table page lists {row.host!r} after {previous!r}: not in order past the cursor")
+        previous = row.host
+    if table.next_after and (not table.rows or table.next_after != table.rows[-1].host):
+        raise ProtocolError(f"a table page's cursor {table.next_after!r} is not its last host")
 
 
 def _cursor(value):

@@ -26,7 +26,8 @@ register which hosts and topics, and SUSPECT reports count per key. ``limiter`` 
 may send, so one noisy peer cannot starve the others. See ``doc/security.rst``.
 ``max_registrations`` caps the table's (topic, host) pairs (None: no limit): once it is
 reached, heartbeats that would add more are refused while known hosts keep refreshing
-(:attr:`~rpcmm.table.Change.REFUSED`), so no peer can make the registry run out of memory.
+(:attr:`~rpcmm.table.Change.REFUSED`), which bounds the table's memory (see
+``doc/operations.rst`` for what a registration costs).
 
 Nothing happens in the constructor. One background loop, on a native thread with plain pyzmq
 (see :mod:`rpcmm.runtime`), owns the sockets, the table and every piece of state; the public
@@ -67,14 +68,17 @@ LOG = logging.getLogger(__name__)
 
 #: Seconds between two ticks on the live feed (clients call a feed dead after three missed).
 DEFAULT_TICK_INTERVAL = 0.5
-#: (topic, host) registrations one registry holds at most: about 1 GiB of table at the ~200
-#: bytes each measured in doc/performance.rst, and five times a region of 100,000 hosts
-#: serving 10 topics each. Beyond it new hosts are refused (logged, counted in
-#: ``stats.refused_full``) rather than the process running out of memory.
+#: (topic, host) registrations one registry holds at most: five times a region of 100,000
+#: hosts serving 10 topics each; about 1 GiB of table with names like the benchmark's (~200
+#: bytes a registration, doc/performance.rst), up to ~5.5 GB with unique 255-character names.
+#: Beyond it new hosts are refused (logged, counted in ``stats.refused_full``).
 DEFAULT_MAX_REGISTRATIONS = 5_000_000
 #: Bytes of table rows per LIST reply: a quarter of the largest message, so a page always
 #: fits, and one page costs the loop a few milliseconds, not the whole table at once.
 _LIST_PAGE_BYTES = 256 << 10
+#: The same for a LIST without a cursor (a client or registry from before paging, which reads
+#: one answer only): as much as one message holds, less room for the rest of the answer.
+_WHOLE_LIST_BYTES = protocol.MAX_MESSAGE_BYTES - (64 << 10)
 #: Seconds a warming registry waits for each page of a peer's table.
 DEFAULT_PEER_TIMEOUT = 1.0
 #: Messages handled in a row before the loop checks its timers again.
@@ -487,7 +491,8 @@ class RegistryServer:
             return None
         if kind is protocol.ListHosts:
             self.stats.lists += 1
-            rows, next_after = table.page(message.after, now, _LIST_PAGE_BYTES)
+            after = message.after
+            rows, next_after = table.page(after or "", now, _WHOLE_LIST_BYTES if after is None else _LIST_PAGE_BYTES)
             return protocol.Table(message.request_id, rows, self.state, next_after)
         if kind is protocol.Status:
             return protocol.Health(
@@ -595,8 +600,7 @@ class _PeerWarmup:
         """Advance; return False once warm-up is over (loaded, or every peer tried)."""
         if self.socket is not None and self.socket in ready:
             if not self.sent:
-                self._ask(now)
-                return True
+                return self._ask(now)
             page = self._receive()
             if page is not None:
                 return self._load(page, now)
@@ -605,10 +609,16 @@ class _PeerWarmup:
         return self._next_peer(now)
 
     def _ask(self, now):
+        """Send LIST for the page after ``self.after`` (the socket said it can take it)."""
         self.request_id += 1
-        self.socket.send(protocol.encode(protocol.ListHosts(self.request_id, self.after)), zmq.NOBLOCK)
+        try:
+            self.socket.send(protocol.encode(protocol.ListHosts(self.request_id, self.after)), zmq.NOBLOCK)
+        except zmq.Again:  # the connection went between the poll and the send
+            LOG.info("peer %s went away; trying the next", self.peer)
+            return self._next_peer(now)
         self.sent = True
         self.deadline = now + self.server.peer_timeout
+        return True
 
     def _receive(self):
         try:
@@ -621,27 +631,40 @@ class _PeerWarmup:
             LOG.info("peer %s is warming up too; trying the next", self.peer)
             self.deadline = 0.0
             return None
+        try:
+            protocol.check_page(reply, self.after)
+        except ProtocolError as exc:
+            LOG.warning("peer %s sent a bad page of its table (%s); trying the next", self.peer, exc)
+            self.deadline = 0.0
+            return None
         return reply
 
     def _load(self, page, now):
-        server = self.server
-        self.added += server.table.load(page.rows, now)
-        if page.next_after:
-            if page.next_after > self.after:
-                self.after = page.next_after
-                self._ask(now)
-                return True
-            LOG.warning("peer %s sent a page cursor that does not move on; keeping what it sent", self.peer)
+        server, table = self.server, self.server.table
+        self.added += table.load(page.rows, now)
+        full = table.max_registrations is not None and table.registration_count >= table.max_registrations
+        if page.next_after and not full:
+            # The next page goes out when the socket can take it, as the first did: the peer
+            # may have gone since it answered (then the deadline moves on to the next peer).
+            self.after, self.sent = page.next_after, False
+            self.deadline = now + server.peer_timeout
+            return True
         server.synced_from, server.synced_at = str(self.peer), now
         server.stats.synced_hosts = self.added
-        LOG.info("warmed up from peer %s: %d host(s) loaded", self.peer, self.added)
+        LOG.info("warmed up from peer %s: %d host(s) loaded%s", self.peer, self.added,
+                 " (the table is full)" if full else "")
         self.close()
         return False
 
     def _next_peer(self, now):
         self.close()
         if not self.queue:
-            LOG.warning("no peer answered; starting from heartbeats alone")
+            if self.added:
+                self.server.stats.synced_hosts = self.added
+                LOG.warning("no peer listed its whole table; %d host(s) loaded, the rest comes with heartbeats",
+                            self.added)
+            else:
+                LOG.warning("no peer answered; starting from heartbeats alone")
             return False
         self.peer = self.queue.pop(0)
         self.socket = self.server._context.socket(zmq.DEALER)

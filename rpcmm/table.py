@@ -52,6 +52,11 @@ class Change(enum.Enum):
 
 #: The owner of a host no key is charged for (loaded from a peer, or no quotas in force).
 UNOWNED = object()
+#: Joins and departures applied to the kept sorted host names one by one (an insert or delete
+#: that moves up to n pointers) before the names are dropped, to be sorted afresh by the next
+#: listing (n log n): a host coming or going between two pages costs microseconds, and a mass
+#: join at most this many inserts and one sort.
+_SORTED_EDITS = 256
 
 
 class _Entry:
@@ -86,7 +91,8 @@ class RegistryTable:
         self.bounds = bounds if bounds is not None else TimingBounds()
         self.max_registrations = max_registrations
         self._registrations = 0  # (topic, host) pairs held, kept by _index
-        self._sorted = None  # every host name, sorted, until a host joins or leaves (see page())
+        self._sorted = None  # every host name, sorted, kept for page() (None: sort when asked)
+        self._sorted_edits = 0  # joins and departures applied to _sorted since it was sorted
         self._owned = {}  # owner -> how many hosts it has in the table (see heartbeat's quota)
         self._hosts = {}  # host -> _Entry
         self._by_topic = {}  # topic -> {host: None}, insertion-ordered
@@ -121,6 +127,11 @@ class RegistryTable:
         """
         self.last_heard = now
         entry = self._hosts.get(host)
+        if owner is not UNOWNED and entry is not None and entry.owner is UNOWNED:
+            # Loaded from a peer at warm-up (or held before quotas applied): the first key
+            # that refreshes it takes it on, else a restart would reset every key's count.
+            entry.owner = owner
+            self._owned[owner] = self._owned.get(owner, 0) + 1
         if entry is not None and entry.topics == topics:
             # The hot path: one comparison and a deadline. Timing may change without a new set.
             if entry.declared != (interval, ttl):
@@ -148,7 +159,7 @@ class RegistryTable:
             self._hosts[host] = _Entry(topics, declared, interval, ttl, now, owner)
             if owner is not UNOWNED:
                 self._owned[owner] = self._owned.get(owner, 0) + 1
-            self._sorted = None
+            self._sorted_edit(host, joined=True)
             self._index(host, (), topics)
             return Change.JOINED
         old = entry.topics
@@ -177,7 +188,7 @@ class RegistryTable:
             else:
                 del self._owned[entry.owner]  # keys that come and go leave nothing behind
         self._timing = None
-        self._sorted = None
+        self._sorted_edit(host, joined=False)
         self._index(host, entry.topics, ())
         return True
 
@@ -285,10 +296,11 @@ class RegistryTable:
         ``(rows, next_after)``, ``next_after`` being '' when no host is left after them.
 
         A registry lists its table this way, one message per page, however large the table.
-        The sorted names are kept between calls until a host joins or leaves, so listing 100k
-        hosts page by page sorts them once, not once a page. A host that joins or leaves
-        between two pages is listed or not depending on where its name sorts: each host is
-        listed at most once.
+        The sorted names are kept between calls and joins and departures are applied to them
+        (up to _SORTED_EDITS, then they are sorted afresh), so listing 100k hosts page by page
+        sorts them once, not once a page, even while hosts come and go. A host that joins or
+        leaves between two pages is listed or not depending on where its name sorts: each
+        host is listed at most once.
         """
         order = self._sorted_hosts()
         end = bisect.bisect_right(order, after) if after else 0
@@ -305,8 +317,21 @@ class RegistryTable:
 
     def _sorted_hosts(self):
         if self._sorted is None:
-            self._sorted = sorted(self._hosts)
+            self._sorted, self._sorted_edits = sorted(self._hosts), 0
         return self._sorted
+
+    def _sorted_edit(self, host, joined):
+        order = self._sorted
+        if order is None:
+            return
+        if self._sorted_edits >= _SORTED_EDITS:
+            self._sorted = None
+            return
+        self._sorted_edits += 1
+        if joined:
+            bisect.insort(order, host)
+        else:
+            del order[bisect.bisect_left(order, host)]
 
     def _row(self, host, now):
         e = self._hosts[host]

@@ -176,8 +176,10 @@ class RegistryMatchmaker(Matchmaker):
         self._client.suspect((host,))
 
     def table(self):
-        """The table of the first registry that answers: ``(rows, endpoint)``; rows are
-        :class:`~rpcmm.protocol.TableRow`. Raises RegistryUnavailable if none answers."""
+        """The whole table of the first registry that answers: ``(rows, endpoint)``; rows are
+        :class:`~rpcmm.protocol.TableRow`, sorted by host, read page by page from that one
+        registry (:meth:`~rpcmm.client.RegistryClient.list_hosts`). Raises RegistryUnavailable
+        if none answers or the one listing stops midway, ProtocolError if its pages are bad."""
         self._require_started()
         reply, endpoint = self._client.list_hosts()
         return reply.rows, endpoint

@@ -176,10 +176,12 @@ def test_a_full_registry_refuses_more_and_keeps_serving_what_it_holds(start_serv
     first, second, client = matchmakers(seed), matchmakers(seed), matchmakers(seed)
     first.register("a", "h1")
     first.register("b", "h1")
+    first.start_heartbeat()  # FAST timing: without heartbeats h1 would expire in 0.3 s
+    wait_for(lambda: client.hosts("b") == ("h1",))
     second.register("a", "h2")  # the third registration: the table is full
+    second.start_heartbeat()
     wait_for(lambda: client.hosts("a") == ("h1", "h2"))
     second.register("c", "h2")  # would be the fourth: refused, h2 keeps serving "a"
-    second.start_heartbeat()
     wait_for(lambda: server.stats.refused_full >= 2)
     assert server.running
     assert client.hosts("a") == ("h1", "h2") and client.hosts("c") == ()
@@ -228,10 +230,108 @@ def test_a_registry_whose_pages_do_not_move_on_is_an_error_not_a_loop(context):
     server = threading.Thread(target=serve)
     server.start()
     try:
-        with pytest.raises(ProtocolError, match="does not move on"):
+        with pytest.raises(ProtocolError, match="not in order past the cursor"):
             client.list_hosts()
     finally:
         server.join(5)
         client.close()
         fake.close()
     assert answered == ["", "h"]
+
+
+class FakePeer:
+    """A ROUTER on 127.0.0.1 that answers LIST with pages from ``pages(after)`` (a list of
+    ``(rows, next_after)``), in a thread, until it has answered ``answers`` requests; then it
+    closes, like a registry that dies mid-listing."""
+
+    def __init__(self, context, pages, answers):
+        self.socket = context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.endpoint = Endpoint("127.0.0.1", self.socket.bind_to_random_port("tcp://127.0.0.1"))
+        self.asked = []
+        self._pages, self._answers = pages, answers
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve)
+        self._thread.start()
+
+    def _serve(self):
+        deadline = time.monotonic() + 20  # bounded whatever the test does
+        try:
+            while len(self.asked) < self._answers and not self._stop.is_set() and time.monotonic() < deadline:
+                if not self.socket.poll(50):
+                    continue
+                identity, frame = self.socket.recv_multipart()
+                request = protocol.decode(frame)
+                self.asked.append(request.after)
+                rows, next_after = self._pages(request.after)
+                self.socket.send_multipart([identity, protocol.encode(
+                    protocol.Table(request.request_id, tuple(rows), protocol.State.UP, next_after))])
+        finally:
+            self.socket.close()
+
+    def join(self):
+        """Stop answering (if it has not yet) and close."""
+        self._stop.set()
+        self._thread.join(10)
+
+
+def _rows(names):
+    return [protocol.TableRow(name, 0.0, 10.0, 60.0, ("t",)) for name in names]
+
+
+def test_warm_up_moves_on_when_a_peer_dies_mid_listing(start_server, context):
+    full = start_server()
+    full.table.heartbeat("a", ("t",), 10.0, 60.0, full.clock.monotonic())  # the loop is idle: safe
+    full.table.heartbeat("b", ("t",), 10.0, 60.0, full.clock.monotonic())
+    dying = FakePeer(context, lambda after: (_rows(["a"]), "a"), answers=1)
+    late = start_server(peers=[dying.endpoint, full.endpoint], peer_timeout=0.5)
+    wait_for(lambda: late.synced_from == str(full.endpoint), timeout=10)
+    dying.join()
+    assert late.running and dying.asked == [""]
+    # "a" came from the peer that died, "b" from the next one ("a" again was already there).
+    assert sorted(late.table.hosts_for("t")) == ["a", "b"] and late.stats.synced_hosts == 2
+
+
+@pytest.mark.parametrize("pages", [
+    lambda after: (_rows(["b", "a"]), ""),  # out of order
+    lambda after: (_rows(["x"]), "y"),  # the cursor is not the last host
+    lambda after: (_rows(["a"]), "a"),  # the same page again and again
+], ids=["unordered", "cursor-not-last-host", "stuck-cursor"])
+def test_warm_up_refuses_a_bad_page_and_moves_on(start_server, context, pages):
+    bad = FakePeer(context, pages, answers=2)
+    good = start_server()
+    late = start_server(peers=[bad.endpoint, good.endpoint], peer_timeout=0.5)
+    wait_for(lambda: late.synced_from or not late.running, timeout=20)
+    bad.join()
+    assert late.running and late.synced_from == str(good.endpoint)
+
+
+def test_a_peer_listing_without_end_stops_when_the_table_is_full(start_server, context):
+    # Every page is well-formed and moves on: only the table's own cap ends it.
+    endless = FakePeer(context, lambda after: (_rows([after + "x"]), after + "x"), answers=100)
+    late = start_server(peers=[endless.endpoint], peer_timeout=0.5, max_registrations=10)
+    wait_for(lambda: late.synced_from == str(endless.endpoint), timeout=20)
+    assert late.running and len(late.table) == 10 and len(endless.asked) == 10
+    endless.join()  # it waits for an 11th LIST that never comes, then closes
+
+
+def test_a_list_without_a_cursor_gets_as_much_as_one_message_holds(start_server, seed_for, context):
+    server = start_server()
+    now = server.clock.monotonic()
+    for i in range(2000):  # about 400 kB of rows: more than one page, less than one message
+        server.table.heartbeat(f"compute-{i:04d}.example.org", tuple(f"topic-{j}" for j in range(10)), 10.0, 60.0,
+                               now)
+    dealer = context.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(server.endpoint.zmq_address())
+    try:
+        dealer.send(protocol.encode(protocol.ListHosts(1, None)))  # as a client from before paging
+        assert dealer.poll(5000)
+        old = protocol.decode(dealer.recv())
+        dealer.send(protocol.encode(protocol.ListHosts(2, "")))
+        assert dealer.poll(5000)
+        new = protocol.decode(dealer.recv())
+    finally:
+        dealer.close()
+    assert len(old.rows) == 2000 and old.next_after == ""
+    assert 0 < len(new.rows) < 2000 and new.next_after == new.rows[-1].host

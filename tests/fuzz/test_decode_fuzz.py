@@ -53,7 +53,7 @@ _ids = st.integers(0, 2**63 - 1)
 _ages = st.floats(0, 1e6)
 valid_messages = st.one_of(
     st.builds(p.Lookup, _ids, _names_ok),
-    st.builds(p.ListHosts, _ids, st.one_of(st.just(""), _names_ok)),
+    st.builds(p.ListHosts, _ids, st.one_of(st.just(""), st.none(), _names_ok)),
     st.builds(p.Unregister, st.lists(_names_ok, max_size=4).map(tuple)),
     st.builds(p.Heartbeat, st.lists(st.builds(
         p.HostState, _names_ok, st.floats(0.05, 60), st.floats(0.2, 600),
@@ -157,7 +157,7 @@ def check_invariants(message):
     elif kind is p.Lookup:
         assert name_ok(message.topic)
     elif kind is p.ListHosts:
-        assert message.after == "" or name_ok(message.after)
+        assert message.after in ("", None) or name_ok(message.after)
     elif kind is p.Table:
         assert message.next_after == "" or name_ok(message.next_after)
         for row in message.rows:

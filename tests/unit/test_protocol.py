@@ -45,8 +45,10 @@ def test_a_small_frame_with_an_array_longer_than_the_fast_paths_cap_still_decode
 
 
 def test_list_and_table_without_a_page_cursor_still_decode():
-    # What registries and clients from before paging send: the first page, the whole table.
-    assert p.decode(pack(1, p.Kind.LIST, 9)) == p.ListHosts(9, "")
+    # What registries and clients from before paging send: LIST for the whole table (after None:
+    # answered with as much as a message holds), and TABLE as the whole table.
+    assert p.decode(pack(1, p.Kind.LIST, 9)) == p.ListHosts(9, None)
+    assert p.decode(p.encode(p.ListHosts(9, None))) == p.ListHosts(9, None)
     assert p.decode(pack(1, p.Kind.TABLE, 9, [["h", 0.5, 1.0, 3.0, ["t"]]], 0)) == \
         p.Table(9, (p.TableRow("h", 0.5, 1.0, 3.0, ("t",)),), p.State.UP, "")
 
@@ -59,6 +61,29 @@ def test_a_bad_page_cursor_is_refused(cursor, reason):
         p.decode(pack(1, p.Kind.LIST, 9, cursor))
     with pytest.raises(ProtocolError, match=reason):
         p.decode(pack(1, p.Kind.TABLE, 9, [], 0, cursor))
+
+
+def _page(*hosts, next_after=""):
+    return p.Table(1, tuple(p.TableRow(h, 0.0, 1.0, 3.0, ("t",)) for h in hosts), p.State.UP, next_after)
+
+
+@pytest.mark.parametrize("page, after", [
+    (_page("a", "b", next_after="b"), ""), (_page("c"), "b"), (_page(), ""), (_page(), "zzz"),
+])
+def test_a_proper_page_passes_the_check(page, after):
+    p.check_page(page, after)
+
+
+@pytest.mark.parametrize("page, after, reason", [
+    (_page("b", "a"), "", "not in order"),
+    (_page("a", "a"), "", "not in order"),
+    (_page("a"), "a", "not in order"),  # the cursor's own host again
+    (_page("a", "b", next_after="a"), "", "not its last host"),
+    (_page(next_after="x"), "", "not its last host"),
+])
+def test_a_page_that_could_make_a_reader_loop_or_repeat_fails_the_check(page, after, reason):
+    with pytest.raises(ProtocolError, match=reason):
+        p.check_page(page, after)
 
 
 def test_a_heartbeat_is_compact():

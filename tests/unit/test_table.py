@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 from rpcmm import protocol as p
@@ -321,3 +323,40 @@ def test_an_unauthenticated_key_is_an_owner_like_any_other(table):
     # Without CURVE every peer's key is None: a quota on the default grant caps them together.
     assert table.heartbeat("x", ("t",), 1.0, 3.0, 0.0, None, 1) is Change.JOINED
     assert table.heartbeat("y", ("t",), 1.0, 3.0, 0.0, None, 1) is Change.OVER_QUOTA
+
+
+def test_a_quota_key_takes_on_the_hosts_it_refreshes_that_nobody_owns(table):
+    # Loaded from a peer at warm-up: owned by nobody until a key refreshes them.
+    table.load([TableRow("h1", 0.0, 1.0, 3.0, ("t",)), TableRow("h2", 0.0, 1.0, 3.0, ("t",))], now=0.0)
+    assert table.heartbeat("h1", ("t",), 1.0, 3.0, 1.0, "key", 2) is Change.REFRESHED
+    assert table.heartbeat("h2", ("t", "u"), 1.0, 3.0, 1.0, "key", 2) is Change.CHANGED
+    assert table.hosts_owned_by("key") == 2
+    assert table.heartbeat("h3", ("t",), 1.0, 3.0, 1.0, "key", 2) is Change.OVER_QUOTA
+    assert table.heartbeat("h1", ("t",), 1.0, 3.0, 2.0, "other", 5) is Change.REFRESHED  # already owned
+    assert table.hosts_owned_by("other") == 0
+
+
+def test_the_kept_sorted_names_follow_joins_and_departures():
+    table = RegistryTable(TimingBounds(min_interval=0.01, min_ttl=0.01))
+    rnd = random.Random(3)
+    names = [f"h{rnd.randrange(10_000):05d}" for _ in range(400)]
+    for name in names[:200]:
+        table.heartbeat(name, ("t",), 1.0, 3.0, now=0.0)
+    table.page("", 0.0, 100)  # sorts and keeps the names
+    for step, name in enumerate(names[200:] + names[:100]):
+        if step % 3:
+            table.heartbeat(name, ("t",), 1.0, 3.0, now=0.0)
+        else:
+            table.remove(name)
+        if table._sorted is not None:
+            assert table._sorted == sorted(table._hosts)
+    assert [r.host for r in _list_all(table, 500)[0]] == sorted(table._hosts)
+
+
+def test_many_joins_drop_the_kept_names_for_one_sort_at_the_next_listing(table):
+    table.heartbeat("a", ("t",), 1.0, 3.0, now=0.0)
+    table.page("", 0.0, 100)
+    for i in range(300):  # more than _SORTED_EDITS
+        table.heartbeat(f"b{i:03d}", ("t",), 1.0, 3.0, now=0.0)
+    assert table._sorted is None
+    assert [r.host for r in _list_all(table, 1000)[0]] == ["a"] + [f"b{i:03d}" for i in range(300)]
