@@ -342,18 +342,23 @@ def _status(args):
             "synced_from": health.synced_from or None,
             "synced_age": None if health.synced_age < 0 else round(health.synced_age, 1),
             "behind": most - health.hosts,
+            "max_registrations": health.max_registrations or None,
+            "refused": health.refused,
         })
     if args.json:
         print(json.dumps({"registries": registries}, indent=2))
     else:
-        print(f"{'REGISTRY':<22} {'STATE':<11} {'HOSTS':>6} {'BEHIND':>6} {'EPOCH':>16} {'SEQ':>8}  PEER SYNC")
+        print(f"{'REGISTRY':<22} {'STATE':<11} {'HOSTS':>6} {'BEHIND':>6} {'FULL':>5} {'REFUSED':>7} "
+              f"{'EPOCH':>16} {'SEQ':>8}  PEER SYNC")
         for r in registries:
             if r["state"] == "unreachable":
                 print(f"{r['registry']:<22} {'unreachable':<11}")
                 continue
             sync = f"from {r['synced_from']} {r['synced_age']}s ago" if r["synced_from"] else "none"
-            print(f"{r['registry']:<22} {r['state']:<11} {r['hosts']:>6} {r['behind']:>6} {r['epoch']:>16} "
-                  f"{r['seq']:>8}  {sync}")
+            # How much of the table's cap is used: where "registry full" refusals start.
+            full = f"{100 * r['registrations'] / r['max_registrations']:.0f}%" if r["max_registrations"] else "-"
+            print(f"{r['registry']:<22} {r['state']:<11} {r['hosts']:>6} {r['behind']:>6} {full:>5} "
+                  f"{r['refused']:>7} {r['epoch']:>16} {r['seq']:>8}  {sync}")
     return 0 if any(r["state"] != "unreachable" for r in registries) else 1
 
 

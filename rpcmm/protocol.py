@@ -235,7 +235,9 @@ class Status:
 class Health:
     """The answer to STATUS. ``feed_port`` is the live feed's TCP port on the registry's host;
     ``synced_from`` the peer the table was loaded from at start ("" if none) and
-    ``synced_age`` seconds since then (-1.0 if never)."""
+    ``synced_age`` seconds since then (-1.0 if never); ``max_registrations`` the cap on the
+    table (0: none, or a registry from before the cap) and ``refused`` how many heartbeat
+    records it refused since it started because the table was full or their key at its quota."""
 
     request_id: int
     state: State
@@ -247,6 +249,8 @@ class Health:
     data_age: float
     synced_from: str
     synced_age: float
+    max_registrations: int = 0
+    refused: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -305,7 +309,7 @@ def encode(message):
     elif kind is Health:
         body = [Kind.HEALTH, message.request_id, int(message.state), message.epoch, message.seq, message.hosts,
                 message.registrations, message.feed_port, message.data_age, message.synced_from,
-                message.synced_age]
+                message.synced_age, message.max_registrations, message.refused]
     elif kind is Suspect:
         body = [Kind.SUSPECT, list(message.hosts)]
     else:
@@ -557,9 +561,12 @@ def _decode_health(data):
         raise ProtocolError("synced_from must be a short string")
     if type(synced_age) not in (int, float) or not math.isfinite(synced_age) or synced_age < -1:
         raise ProtocolError(f"synced_age must be a number >= -1, got {synced_age!r}")
+    # The last two came with the table's cap: a registry from before it sends neither.
+    cap = _counter(data[12], "max_registrations") if len(data) > 12 else 0
+    refused = _counter(data[13], "refused") if len(data) > 13 else 0
     return Health(_request_id(data[2]), _state(data[3]), _counter(data[4], "epoch"), _counter(data[5], "seq"),
                   _counter(data[6], "hosts"), _counter(data[7], "registrations"), port, _age(data[9]),
-                  synced_from, float(synced_age))
+                  synced_from, float(synced_age), cap, refused)
 
 
 def _decode_suspect(data):

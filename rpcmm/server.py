@@ -499,6 +499,7 @@ class RegistryServer:
                 message.request_id, self.state, self.epoch, table.seq, len(table), table.registration_count,
                 self.feed_port, self._data_age(now), self.synced_from,
                 -1.0 if self.synced_at is None else max(0.0, now - self.synced_at),
+                table.max_registrations or 0, self.stats.refused_full + self.stats.refused_quota,
             )
         # A reply or feed kind sent to a server: well-formed but meaningless here.
         self.stats.dropped += 1

@@ -63,6 +63,9 @@ def test_status_shows_every_registry_and_warm_up(cluster, tmp_path):
         rows = json.loads(result.stdout)["registries"]
         assert [r["registry"] for r in rows] == [str(first.endpoint), str(second.endpoint)]
         assert all(r["state"] == "up" and r["hosts"] == 1 and r["behind"] == 0 for r in rows)
+        assert all(r["max_registrations"] == 5_000_000 and r["refused"] == 0 for r in rows)
+        text = rpcmm("status", "--seed", str(seed)).stdout
+        assert " FULL REFUSED " in text and " 0% " in text  # 1 registration of 5M: 0 %
         first.kill()
         rows = json.loads(rpcmm("status", "--seed", str(seed), "--json", "--timeout", "0.2").stdout)["registries"]
         assert rows[0]["state"] == "unreachable" and rows[1]["state"] == "up"

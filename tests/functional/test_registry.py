@@ -185,6 +185,8 @@ def test_a_full_registry_refuses_more_and_keeps_serving_what_it_holds(start_serv
     wait_for(lambda: server.stats.refused_full >= 2)
     assert server.running
     assert client.hosts("a") == ("h1", "h2") and client.hosts("c") == ()
+    health = client.status()[0][1]  # what `rpcmm status` shows operators
+    assert health.registrations == 3 and health.max_registrations == 3 and health.refused >= 2
     first.unregister("b", "h1")  # room for one more: h2's next heartbeat gets in
     wait_for(lambda: client.hosts("c") == ("h2",))
     assert client.hosts("a") == ("h1", "h2") and server.table.registration_count == 3

@@ -25,6 +25,7 @@ MESSAGES = [
     p.Status(11),
     p.Health(11, p.State.UP, 5, 10, 3, 7, 40123, 0.2, "10.0.0.1:7701", 12.5),
     p.Health(12, p.State.WARMING, 5, 0, 0, 0, 1, 0.0, "", -1.0),
+    p.Health(13, p.State.UP, 5, 10, 3, 7, 40123, 0.2, "", -1.0, max_registrations=5_000_000, refused=12),
     p.Suspect(("h1",)),
 ]
 
@@ -42,6 +43,11 @@ def test_a_small_frame_with_an_array_longer_than_the_fast_paths_cap_still_decode
     frame = p.encode(reply)
     assert len(frame) <= p._FAST_FRAME
     assert p.decode(frame) == reply
+
+
+def test_a_health_from_before_the_table_cap_still_decodes():
+    old = pack(1, p.Kind.HEALTH, 7, 0, 5, 10, 3, 7, 40123, 0.2, "", -1.0)
+    assert p.decode(old) == p.Health(7, p.State.UP, 5, 10, 3, 7, 40123, 0.2, "", -1.0, 0, 0)
 
 
 def test_list_and_table_without_a_page_cursor_still_decode():
