@@ -21,7 +21,8 @@ def matchmaker_for_seed(seed, **kwargs):
 
         if kwargs.get("curve") is not None:
             raise ConfigurationError(
-                f"{seed.source} selects Redis: CURVE keys secure rpcmm registries; secure Redis with its own TLS and ACLs")
+                f"{seed.source} selects Redis: CURVE keys secure rpcmm registries; "
+                "secure Redis with its own TLS and ACLs")
         for name in _REGISTRY_ONLY_OPTIONS:
             kwargs.pop(name, None)
         return RedisMatchmaker(seed.redis, seed=seed, **kwargs)

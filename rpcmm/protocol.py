@@ -55,6 +55,7 @@ from rpcmm.errors import ProtocolError
 __all__ = [
     "VERSION",
     "unpack_versioned",
+    "fast_limits",
     "check_page",
     "Kind",
     "State",
@@ -335,8 +336,17 @@ _UNPACK_LIMITS = dict(
 #: is wrong with the second.
 _FAST_FRAME = 2048
 _FAST_CONTAINER = 32
+
+
+def fast_limits(limits):
+    """The limits to try first on a frame of at most _FAST_FRAME bytes (see unpack_versioned):
+    ``limits`` with arrays and maps capped at _FAST_CONTAINER elements. Build them once."""
+    return dict(limits, max_array_len=min(limits.get("max_array_len", _FAST_CONTAINER), _FAST_CONTAINER),
+                max_map_len=min(limits.get("max_map_len", _FAST_CONTAINER), _FAST_CONTAINER))
+
+
 _DECODE_LIMITS = dict(_UNPACK_LIMITS, strict_map_key=True)
-_FAST_DECODE_LIMITS = dict(_DECODE_LIMITS, max_array_len=_FAST_CONTAINER)
+_FAST_DECODE_LIMITS = fast_limits(_DECODE_LIMITS)
 
 
 def _unpack_checked(frame, **limits):
@@ -360,9 +370,9 @@ def unpack_versioned(frame, version, what, limits, fast_limits, min_length):
     for anything else. Shared by this protocol and the oslo driver's envelope.
 
     Frames of at most _FAST_FRAME bytes (lookups, replies, a host's heartbeat, most oslo
-    calls) are first unpacked with ``fast_limits``, which must cap arrays and maps at
-    _FAST_CONTAINER elements, and no walk; a frame that fails that, and every larger frame, is
-    unpacked with ``limits`` after the allocation-guarding walk of :func:`_unpack_checked`.
+    calls) are first unpacked with ``fast_limits`` (made by :func:`fast_limits`), and no walk;
+    a frame that fails that, and every larger frame, is unpacked with ``limits`` after the
+    allocation-guarding walk of :func:`_unpack_checked`.
     Both dicts are passed to msgpack as they are (build them once: this runs for every message).
     """
     try:

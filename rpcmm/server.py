@@ -59,7 +59,7 @@ from rpcmm.security import (
     secure_server_socket,
 )
 from rpcmm.suspicion import SuspicionBoard
-from rpcmm.table import Change, RegistryTable
+from rpcmm.table import UNOWNED, Change, RegistryTable
 from rpcmm.timing import DEFAULT_SWEEP_INTERVAL
 
 __all__ = ["RegistryServer", "ServerStats", "DEFAULT_TICK_INTERVAL", "DEFAULT_PEER_TIMEOUT"]
@@ -420,9 +420,10 @@ class RegistryServer:
             self.stats.heartbeats += 1
             suspicion = self.suspicion
             check = self.policy.check_heartbeat
-            # Quotas (policy max_hosts): charge each new host to the key registering it. The
-            # table is told only when the policy has any, so a registry without costs nothing.
+            # Quotas (policy max_hosts): charge each new host to the key registering it. Only
+            # keys with a quota are owners, so a registry without quotas counts nothing.
             quota = self.policy.max_hosts(key) if self.policy.has_quotas else None
+            owner = UNOWNED if quota is None else key
             for state in message.states:
                 verdict = check(key, state.host, state.topics)
                 if not verdict.allowed:
@@ -432,10 +433,7 @@ class RegistryServer:
                                     " (not its host)" if verdict.host_refused else
                                     f" for topics {', '.join(verdict.refused_topics)}")
                     continue
-                if quota is None:
-                    change = table.heartbeat(state.host, state.topics, state.interval, state.ttl, now)
-                else:
-                    change = table.heartbeat(state.host, state.topics, state.interval, state.ttl, now, key, quota)
+                change = table.heartbeat(state.host, state.topics, state.interval, state.ttl, now, owner, quota)
                 if change is Change.REFRESHED:
                     suspicion.heard_from(state.host, now)
                     continue

@@ -38,7 +38,7 @@ from oslo_serialization import jsonutils
 
 from rpcmm.addressing import Endpoint, validate_name
 from rpcmm.errors import ConfigurationError, ProtocolError
-from rpcmm.protocol import _FAST_CONTAINER, unpack_versioned
+from rpcmm.protocol import fast_limits, unpack_versioned
 
 __all__ = ["VERSION", "Request", "Reply", "Beat", "encode", "decode"]
 
@@ -48,7 +48,7 @@ _REQUEST, _REPLY, _BEAT = 1, 2, 3
 _MAX_ID = 128
 _NO_LIMITS = {"strict_map_key": False}  # keys may be ints, as in any Python dict
 #: For small frames, tried first (see unpack_versioned): containers capped, nothing else.
-_FAST_LIMITS = dict(_NO_LIMITS, max_array_len=_FAST_CONTAINER, max_map_len=_FAST_CONTAINER)
+_FAST_LIMITS = fast_limits(_NO_LIMITS)
 #: The frame that started every version 1 message (a JSON envelope in a second frame).
 _VERSION_1_MAGIC = b"rpcmm-oslo/1"
 
