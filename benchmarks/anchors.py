@@ -6,6 +6,10 @@ Each mirrors one script of ``shared/baselines`` (same payload sizes, data sets, 
   check (``04_dict_lookup.py``);
 - :class:`ZmqRoundTrip`: raw pyzmq DEALER->ROUTER request/reply between two processes
   (``02_zmq_raw.py``), here with the request and reply sizes of an rpcmm LOOKUP/HOSTS pair;
+- :class:`HandoffRoundTrip`: the same round trip with the one thread hand-off an oslo.messaging
+  server adds (its threading executor runs every request), the replies coming back on a socket
+  of their own as a zmq:// call's do: the least any zmq driver's call costs under oslo, with
+  nothing of oslo's or the driver's own work (no baseline script; informational);
 - :class:`RedisMatchmaker`: the seed's Redis matchmaker data model driven by redis-py
   (``03_redis.py``): lookup = SMEMBERS then EXISTS per member, heartbeat = EXPIRE per topic
   with one host's topics per pipeline;
@@ -30,7 +34,7 @@ import zmq
 from benchmarks import servers
 from benchmarks.measure import latency_summary, per_op_ns
 
-__all__ = ["LookupData", "dict_lookup", "ZmqRoundTrip", "RedisMatchmaker", "pub_sub_one_way"]
+__all__ = ["LookupData", "dict_lookup", "ZmqRoundTrip", "HandoffRoundTrip", "RedisMatchmaker", "pub_sub_one_way"]
 
 _TIMEOUT_MS = 10_000
 
@@ -107,6 +111,68 @@ class ZmqRoundTrip:
             self.ctx.term()
             self.ctx = None
         self.server.stop()
+
+
+class HandoffRoundTrip:
+    """The floor of an oslo.messaging call over zmq: a raw request/reply plus oslo's executor.
+
+    The ``handoff`` role's reading thread receives each request and submits it to a
+    ``futurist.ThreadPoolExecutor`` of ``workers`` threads (what oslo's threading executor is;
+    64 is oslo's default ``executor_thread_pool_size``); the worker sends the reply through a
+    DEALER to a ROUTER bound here, which the timing thread reads itself. That is a zmq://
+    call's path with everything in Python taken out: no oslo client or dispatcher, no
+    serialization, no matchmaker. :meth:`take` refuses to go past ``max_requests``;
+    :meth:`close` stops the process.
+    """
+
+    def __init__(self, request_bytes, reply_bytes, max_requests, workers=64, idle_s=300):
+        self.left = max_requests
+        self.payload = b"x" * request_bytes
+        self.ctx = self.sock = self.replies = self.server = None
+        try:
+            self.ctx = zmq.Context()
+            self.replies = self.ctx.socket(zmq.ROUTER)
+            self.replies.setsockopt(zmq.LINGER, 0)
+            self.replies.RCVTIMEO = _TIMEOUT_MS
+            reply_port = self.replies.bind_to_random_port("tcp://127.0.0.1")
+            port = servers.free_port()
+            self.server = servers.start_role("handoff", port, reply_port, reply_bytes, workers, max_requests, idle_s,
+                                             name="zmq-handoff")
+            self.sock = self.ctx.socket(zmq.DEALER)
+            self.sock.setsockopt(zmq.LINGER, 0)
+            self.sock.connect(f"tcp://127.0.0.1:{port}")
+        except BaseException:
+            self.close()
+            raise
+
+    def take(self, k):
+        """Nanoseconds of ``k`` timed round trips, after one untimed one (as
+        :meth:`benchmarks.oslo_rpc.Side.take` does, the calls this alternates with)."""
+        if k + 1 > self.left:
+            raise RuntimeError(f"the handoff server has {self.left} requests left, {k + 1} asked")
+        self.left -= k + 1
+        d, replies, payload, pc = self.sock, self.replies, self.payload, time.perf_counter_ns
+        d.send(payload)
+        replies.recv_multipart(copy=False)
+        lat = [0] * k
+        for i in range(k):
+            t = pc()
+            d.send(payload)
+            replies.recv_multipart(copy=False)
+            lat[i] = pc() - t
+        return lat
+
+    def close(self):
+        for sock in (self.sock, self.replies):
+            if sock is not None:
+                sock.close()
+        self.sock = self.replies = None
+        if self.ctx is not None:
+            self.ctx.term()
+            self.ctx = None
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
 
 
 class RedisMatchmaker:

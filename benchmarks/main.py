@@ -299,6 +299,7 @@ def _redis_rows():
 _CEILING = "oslo.messaging server dispatch ceiling, no transport (threading executor)"
 _CEILING_VS_RABBIT = "oslo.messaging dispatch ceiling / rabbit:// cast throughput"
 _RABBIT_CAST = "same cast over rabbit:// + RabbitMQ"
+_FLOOR = "call floor: raw zmq round trip + oslo's executor hand-off"
 
 
 def _oslo_rows(status=""):
@@ -307,6 +308,10 @@ def _oslo_rows(status=""):
             report.skipped("oslo.messaging call p99 (zmq://)", "µs", "same call over rabbit:// + RabbitMQ",
                            (">=", 5.0), status, ratio_is="anchor/value"),
             report.skipped("oslo.messaging cast throughput (zmq://)", "casts/s", _RABBIT_CAST, (">=", 10.0), status),
+            report.skipped(_FLOOR + " p50", "µs", "same call over rabbit:// + RabbitMQ", None, status,
+                           ratio_is="anchor/value"),
+            report.skipped(_FLOOR + " p99", "µs", "same call over rabbit:// + RabbitMQ", None, status,
+                           ratio_is="anchor/value"),
             report.skipped(_CEILING, "messages/s", "-", None, status),
             report.skipped(_CEILING_VS_RABBIT, "messages/s", _RABBIT_CAST, None, status)]
 
@@ -320,7 +325,10 @@ def _stop_rabbit():
 
 def oslo_section(run):
     """Section 4: oslo.messaging call/cast over rabbit:// (anchor) and zmq:// (rpcmm's driver),
-    side by side, and oslo's own dispatch ceiling.
+    side by side, and two bounds no zmq driver can pass: oslo's own dispatch ceiling for casts,
+    and the call floor for calls (a raw zmq round trip with oslo's executor hand-off,
+    :class:`benchmarks.anchors.HandoffRoundTrip`, with the frame sizes of a zmq:// call; its
+    blocks alternate with the calls').
 
     Every server is started first (the zmq registry and oslo server child, RabbitMQ and its
     oslo server child), one client per transport lives in this process (one ``cfg.CONF``,
@@ -369,7 +377,16 @@ def oslo_section(run):
         # warm-up, discarded: first calls, alternating call blocks, one short cast burst each
         wait = max(30.0, s.oslo_cast_n / 100)  # a burst at 100 casts/s would be a failure anyway
         first_call_s = {name: side.warm_up(0) for name, side in sides.items()}
+        floor = None
+        if zmq_status is None:  # after the first call, which starts the driver
+            request_bytes, reply_bytes = oslo_rpc.call_frame_sizes(zmq_side)
+            details["call_frame_bytes"] = [request_bytes, reply_bytes]
+            blocks = (s.oslo_warmup + runs * s.oslo_n) // s.oslo_block + 2 * (runs + 1)
+            floor = stack.enter_context(contextlib.closing(anchors.HandoffRoundTrip(
+                request_bytes, reply_bytes, max_requests=s.oslo_warmup + runs * s.oslo_n + blocks * 2)))
         calls = {name: side.take for name, side in sides.items()}
+        if floor is not None:
+            calls["floor"] = floor.take
         interleaved(calls, s.oslo_warmup, s.oslo_block)
         for side in sides.values():
             side.cast_burst(s.oslo_cast_n // 10, wait)
@@ -403,6 +420,10 @@ def oslo_section(run):
         if res:
             details[label] = {"first_call_s": res["first_call_s"], "runs": _strip(res["runs"])}
             details.setdefault("cdf_us", {})[f"oslo call over {label}://"] = report.quantiles(res["runs"][-1]["samples_ns"])
+    if "floor" in call_runs:
+        details["floor"] = _strip(call_runs["floor"])
+        details.setdefault("cdf_us", {})["call floor: zmq + executor hand-off"] = \
+            report.quantiles(call_runs["floor"][-1]["samples_ns"])
     details["ceiling_per_s"] = [round(v, 1) for v in ceiling_per_s]
     run.details["oslo"] = details
 
@@ -430,6 +451,16 @@ def oslo_section(run):
         else:
             rows.append(report.metric(label, v["median"], unit, anchor, a["median"], goal, ratio_is=ratio_is,
                                       value_spread=v, anchor_spread=a))
+    for key in ("p50_us", "p99_us"):
+        label, a = f"{_FLOOR} {key[:3]}", pick("rabbit", key)
+        if "floor" not in call_runs:
+            rows.append(report.skipped(label, "µs", "same call over rabbit:// + RabbitMQ", None, zmq_status,
+                                       ratio_is="anchor/value"))
+            continue
+        v = spread([r[key] for r in call_runs["floor"]])
+        rows.append(report.metric(label, v["median"], "µs", "same call over rabbit:// + RabbitMQ",
+                                  a and a["median"], None, ratio_is="anchor/value", value_spread=v, anchor_spread=a,
+                                  note=None if a else rabbit_status))
     c, a = spread(ceiling_per_s), pick("rabbit", "cast")
     rows.append(report.metric(_CEILING, c["median"], "messages/s", "-", None, None, value_spread=c))
     rows.append(report.metric(_CEILING_VS_RABBIT, c["median"], "messages/s", _RABBIT_CAST, a and a["median"], None,

@@ -40,7 +40,8 @@ import time
 
 from benchmarks import servers
 
-__all__ = ["TOPIC", "DispatchCeiling", "Side", "configure", "driver_status", "server_main", "write_zmq_config"]
+__all__ = ["TOPIC", "DispatchCeiling", "Side", "call_frame_sizes", "configure", "driver_status", "server_main",
+           "write_zmq_config"]
 
 TOPIC = "rpcmmbench"
 
@@ -199,6 +200,29 @@ class Side:
                 self.server.popen.stdin.flush()
                 self.server.popen.wait(timeout=30)
             self.server.stop()
+
+
+def call_frame_sizes(side):
+    """Bytes of an ``echo`` call's request and of its reply as the zmq:// ``side`` sends them:
+    the request taken from the driver's outbox during one call, the reply encoded for its id."""
+    from rpcmm.oslo import wire
+    outbox = side.transport._driver._outbox
+    sent = []
+    send = outbox.send
+
+    def recording(address, frames):
+        sent.append(frames)
+        return send(address, frames)
+
+    outbox.send = recording
+    try:
+        side.client.call({}, "echo", x=12345)
+    finally:
+        del outbox.send  # the class's method again
+    (frame,) = sent[-1]
+    request = wire.decode([frame])
+    (reply,) = wire.encode(wire.Reply(request.msg_id, result=12345))
+    return len(frame), len(reply)
 
 
 class DispatchCeiling:
