@@ -22,7 +22,9 @@ warmed up, and then the section alternates between them (see ``oslo_section`` in
 :class:`DispatchCeiling` is the most messages per second oslo.messaging's own threading
 executor dispatches on this machine with no driver at all: a fake transport whose listener
 hands pre-built messages straight to the server's ``on_incoming`` callback. No driver's cast
-throughput can exceed it, so it says at once how far above RabbitMQ a driver can get.
+throughput can exceed it, so it says at once how far above RabbitMQ a driver can get. Its
+counterpart for calls, the call floor, is :class:`benchmarks.anchors.HandoffRoundTrip` (a raw
+zmq round trip with the executor's hand-off), sized by :func:`call_frame_sizes`.
 
 oslo.messaging 18.3 registers its tracing options on the global ``cfg.CONF`` only, so a
 private ``cfg.ConfigOpts()`` fails at call time (``NoSuchOptError``): every process parses
