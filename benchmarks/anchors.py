@@ -66,6 +66,15 @@ def dict_lookup(data, repeat):
     return per_op_ns("lookup(k)", {"lookup": lookup}, data.sample, repeat)
 
 
+def _release(ctx, *sockets):
+    """Close ``sockets`` (None: never opened), then term ``ctx`` (or nothing if None)."""
+    for sock in sockets:
+        if sock is not None:
+            sock.close()
+    if ctx is not None:
+        ctx.term()
+
+
 class ZmqRoundTrip:
     """Raw DEALER->ROUTER round trips to one long-lived ROUTER in another process.
 
@@ -104,12 +113,8 @@ class ZmqRoundTrip:
         return lat
 
     def close(self):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-        if self.ctx is not None:
-            self.ctx.term()
-            self.ctx = None
+        _release(self.ctx, self.sock)
+        self.ctx = self.sock = None
         self.server.stop()
 
 
@@ -163,13 +168,8 @@ class HandoffRoundTrip:
         return lat
 
     def close(self):
-        for sock in (self.sock, self.replies):
-            if sock is not None:
-                sock.close()
-        self.sock = self.replies = None
-        if self.ctx is not None:
-            self.ctx.term()
-            self.ctx = None
+        _release(self.ctx, self.sock, self.replies)
+        self.ctx = self.sock = self.replies = None
         if self.server is not None:
             self.server.stop()
             self.server = None
