@@ -89,7 +89,12 @@ class Fanout:
 
 LookupKey = Anycast | Directed | Fanout
 
-_ENDPOINT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:\[\]/]+)):(?P<port>[0-9]{1,5})$")
+# A host is what libzmq's tcp transport accepts: a name or IPv4 address that starts with a
+# letter or digit and goes on with letters, digits, '.', '-' and '_' (libzmq refuses anything
+# else with EINVAL at connect time, so it is refused here, when the seed is read), '*' (bind
+# on every interface), or an IPv6 address in brackets.
+_ENDPOINT = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>\*|[A-Za-z0-9][A-Za-z0-9._-]{0,252})):(?P<port>[0-9]{1,5})$")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -110,7 +115,8 @@ class Endpoint:
         match = _ENDPOINT.match(text)
         if not match:
             raise ConfigurationError(
-                f"{text!r} is not HOST:PORT (IPv6 addresses go in brackets: [::1]:7701)"
+                f"{text!r} is not HOST:PORT (a host name or address of letters, digits, '.', '-' "
+                f"and '_', starting with a letter or digit; IPv6 addresses go in brackets: [::1]:7701)"
             )
         port = int(match["port"])
         if port > 65535:

@@ -210,10 +210,12 @@ class _ShutdownSignals:
         self._received.append(signal.Signals(signum).name)
         self._done.set()
 
-    def wait(self):
-        """Block until SIGINT or SIGTERM; return the signal's name."""
-        while not self._done.wait(3600):
-            pass
+    def wait(self, alive=None):
+        """Block until SIGINT or SIGTERM and return the signal's name; or, if ``alive()`` (looked
+        at every second) turns false first, return None."""
+        while not self._done.wait(1.0 if alive else 3600):
+            if alive is not None and not alive():
+                return None
         return self._received[0]
 
     def __exit__(self, *exc_info):
@@ -252,7 +254,11 @@ def _registry(args):
         try:
             # One machine-readable line on stdout: supervisors and tests wait for it.
             print(f"rpcmm registry: serving on {server.endpoint}", flush=True)
-            LOG.info("%s received; stopping", signals.wait())
+            received = signals.wait(alive=lambda: server.running)
+            if received is None:  # its log says why; a supervisor restarts it
+                LOG.error("the registry's loop ended on its own; exiting")
+                return 1
+            LOG.info("%s received; stopping", received)
         finally:
             server.stop()
     return 0

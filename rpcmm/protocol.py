@@ -81,6 +81,7 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "MAX_HOSTS_PER_MESSAGE",
     "MAX_TOPICS_PER_HOST",
+    "MAX_RECORD_BYTES",
 ]
 
 VERSION = 1
@@ -90,6 +91,9 @@ MAX_MESSAGE_BYTES = 1 << 20
 MAX_HOSTS_PER_MESSAGE = 4096
 #: Most topics one host may serve.
 MAX_TOPICS_PER_HOST = 1024
+#: Most bytes a host record's names (its host and topics, UTF-8) may add up to. A table row is
+#: then at most half a message, so a listing page (``Table``) with any one row fits in one.
+MAX_RECORD_BYTES = MAX_MESSAGE_BYTES // 2
 _MAX_REQUEST_ID = (1 << 63) - 1
 
 
@@ -407,7 +411,17 @@ def decode(frame):
     decoder = _DECODERS.get(kind) if type(kind) is int else None
     if decoder is None:
         raise ProtocolError(f"unknown message kind {kind!r}")
-    return decoder(data)
+    message = decoder(data)
+    if len(frame) > MAX_RECORD_BYTES and (kind == Kind.HEARTBEAT or kind == Kind.TABLE):
+        # Only a frame this large can hold a record this large: the check costs nothing on
+        # the hot path. A larger row could not be listed (it and its page would not fit in
+        # a message), so it would stop every listing and warm-up at that host.
+        for record in message.states if kind == Kind.HEARTBEAT else message.rows:
+            size = len(record.host.encode()) + sum(len(t.encode()) for t in record.topics)
+            if size > MAX_RECORD_BYTES:
+                raise ProtocolError(f"host {record.host!r:.60}: its names add up to {size} bytes, "
+                                    f"above {MAX_RECORD_BYTES}")
+    return message
 
 
 def _need(data, count, what):
@@ -448,6 +462,14 @@ def _names(values, what, limit):
     return tuple(values)
 
 
+def _distinct(topics):
+    """``topics``, refused if one is listed twice: a host's topics are a set, and a registry
+    counts (and caps) registrations per distinct topic, so repeats would be stored uncounted."""
+    if len(set(topics)) != len(topics):
+        raise ProtocolError("a host record lists a topic more than once")
+    return topics
+
+
 def _name(value, what):
     return _names([value], what, 1)[0]
 
@@ -468,6 +490,7 @@ def _host_states(records):
         topics.append(host)
         _names(topics, "host record", MAX_TOPICS_PER_HOST + 1)
         topics.pop()
+        _distinct(topics)
         states.append(HostState(host, _seconds(interval, "interval"), _seconds(ttl, "ttl"), tuple(topics)))
     return tuple(states)
 
@@ -598,7 +621,7 @@ def _decode_table(data):
             age=_age(row[1]),
             interval=_seconds(row[2], "interval"),
             ttl=_seconds(row[3], "ttl"),
-            topics=_names(row[4], "topics", MAX_TOPICS_PER_HOST),
+            topics=_distinct(_names(row[4], "topics", MAX_TOPICS_PER_HOST)),
         ))
     # Without a cursor (an older registry): the whole table in one message.
     return Table(_request_id(data[2]), tuple(parsed), _state(data[4]), _cursor(data[5]) if len(data) > 5 else "")

@@ -88,8 +88,9 @@ _NOBLOCK, _SNDMORE, _POLLIN, _EVENTS = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(z
 _RCVMORE = int(zmq.RCVMORE)
 #: Queue depth (messages) of the ROUTER and XPUB sockets.
 _HIGH_WATER_MARK = 100_000
-#: Bytes of recent HEARTBEAT frames kept with their decoded message (see RegistryServer._decode).
-_MEMO_BYTES = 32 << 20
+#: Memory the decode memo may take (see RegistryServer._decode), as charged by _memo_charge.
+#: 100,000 hosts heartbeating one per message (about 1.5 kB charged each) fit.
+_MEMO_BYTES = 256 << 20
 #: Frames larger than this are always decoded afresh.
 _MEMO_MAX_FRAME = 64 << 10
 
@@ -107,6 +108,14 @@ class ServerStats:
 
     def as_dict(self):
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+def _memo_charge(frame, heartbeat):
+    """The memory one memo entry holds, in bytes: the frame, its decoded objects (about 90 B a
+    name: the str, its slot in a tuple, the records around them, measured with tracemalloc)
+    and the dict's slot. Counting the frame alone undercounted small frames up to 8x."""
+    names = sum(len(state.topics) + 1 for state in heartbeat.states)
+    return len(frame) + 33 + 96 * names + 200
 
 
 class RegistryServer:
@@ -238,10 +247,12 @@ class RegistryServer:
         heartbeating to every registry, and this one has them back when it returns."""
         if self._task is None:
             return
-        try:
-            self._wake_send.send(b"stop")
-        except Exception:  # the loop may already be gone
-            LOG.debug("wake-up send failed", exc_info=True)
+        if self._task.is_alive():
+            try:
+                # Never blocks: a loop that died (and closed its end) must not hang stop().
+                self._wake_send.send(b"stop", zmq.NOBLOCK)
+            except zmq.ZMQError:  # the loop ended meanwhile
+                LOG.debug("wake-up send failed", exc_info=True)
         self._task.join(timeout)
         if self._task.is_alive():
             LOG.error("registry loop did not stop within %gs", timeout)
@@ -394,21 +405,21 @@ class RegistryServer:
         immutable, so the remembered message is exactly what decoding again would give; and
         the table then compares the host's topics with the very tuple it stored (identical
         objects), not with fresh strings. The memo keeps the frames first seen most recently,
-        up to _MEMO_BYTES (a registry with more distinct frames than that decodes the rest).
+        up to _MEMO_BYTES of memory (a registry with more distinct frames than that decodes the
+        rest).
         """
         message = self._memo.get(frame)
         if message is not None:
             return message
         message = protocol.decode(frame)
-        size = len(frame)
-        if type(message) is protocol.Heartbeat and size <= _MEMO_MAX_FRAME:
+        if type(message) is protocol.Heartbeat and len(frame) <= _MEMO_MAX_FRAME:
             memo = self._memo
             memo[frame] = message
-            self._memo_bytes += size
+            self._memo_bytes += _memo_charge(frame, message)
             while self._memo_bytes > _MEMO_BYTES:
-                oldest = next(iter(memo))
+                oldest, forgotten = next(iter(memo.items()))
                 del memo[oldest]
-                self._memo_bytes -= len(oldest)
+                self._memo_bytes -= _memo_charge(oldest, forgotten)
         return message
 
     def _handle(self, message, identity, key, now):
@@ -456,7 +467,7 @@ class RegistryServer:
                     LOG.info("host %s joined: %s", state.host, ", ".join(state.topics))
                 elif change is Change.CHANGED:
                     LOG.info("host %s now serves: %s", state.host, ", ".join(state.topics))
-                else:
+                elif change is Change.LEFT:
                     self.stats.left += 1
                     LOG.info("host %s left (no topics)", state.host)
             return None
@@ -667,13 +678,17 @@ class _PeerWarmup:
             return False
         self.peer = self.queue.pop(0)
         self.socket = self.server._context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.IMMEDIATE, 1)
-        if self.server._peer_curve is not None:
-            secure_client_socket(self.socket, self.server._peer_curve)
-        if self.peer.is_ipv6:
-            self.socket.setsockopt(zmq.IPV6, 1)
-        self.socket.connect(self.peer.zmq_address())
+        try:
+            self.socket.setsockopt(zmq.LINGER, 0)
+            self.socket.setsockopt(zmq.IMMEDIATE, 1)
+            if self.server._peer_curve is not None:
+                secure_client_socket(self.socket, self.server._peer_curve)
+            if self.peer.is_ipv6:
+                self.socket.setsockopt(zmq.IPV6, 1)
+            self.socket.connect(self.peer.zmq_address())
+        except zmq.ZMQError as exc:  # e.g. a name zmq refuses: that peer, not the registry, is out
+            LOG.warning("cannot connect to peer %s (%s); trying the next", self.peer, exc)
+            return self._next_peer(now)
         self.sent = False
         self.after = ""
         self.deadline = now + self.server.peer_timeout

@@ -48,6 +48,8 @@ class Change(enum.Enum):
     #: The host is new and the key registering it already has its quota of hosts in the
     #: table (``quota`` in :meth:`RegistryTable.heartbeat`): nothing changed.
     OVER_QUOTA = "over quota"
+    #: The heartbeat had no topics and the host was in the table: it is gone.
+    LEFT = "left"
 
 
 #: The owner of a host no key is charged for (loaded from a peer, or no quotas in force).
@@ -120,7 +122,8 @@ class RegistryTable:
     def heartbeat(self, host, topics, interval, ttl, now, owner=UNOWNED, quota=None):
         """Record that ``host`` serves exactly ``topics`` (a tuple) as of ``now``; return a Change.
 
-        An empty ``topics`` removes the host (returning None), the same as :meth:`remove`.
+        An empty ``topics`` removes the host, the same as :meth:`remove`: Change.LEFT, or None
+        if it was not there.
         Beyond ``max_registrations`` the heartbeat is refused: see :attr:`Change.REFUSED`.
         A host that joins counts against ``owner`` (a key) until it leaves; if ``owner``
         already has ``quota`` hosts (None: no limit) it is refused (:attr:`Change.OVER_QUOTA`).
@@ -143,8 +146,7 @@ class RegistryTable:
             entry.deadline = now + entry.ttl
             return Change.REFRESHED
         if not topics:
-            self.remove(host)
-            return None
+            return Change.LEFT if self.remove(host) else None
         if entry is None and quota is not None and self._owned.get(owner, 0) >= quota:
             return Change.OVER_QUOTA
         if self.max_registrations is not None and self._would_overflow(entry, topics):

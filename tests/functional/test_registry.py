@@ -294,6 +294,25 @@ def test_warm_up_moves_on_when_a_peer_dies_mid_listing(start_server, context):
     assert sorted(late.table.hosts_for("t")) == ["a", "b"] and late.stats.synced_hosts == 2
 
 
+def test_a_peer_zmq_cannot_connect_to_is_skipped_and_the_registry_serves(start_server, seed_for, matchmakers):
+    # Endpoint.parse refuses such names in a seed; a peer given directly can still be one.
+    full = start_server()
+    full.table.heartbeat("a", ("t",), 10.0, 60.0, full.clock.monotonic())  # the loop is idle: safe
+    late = start_server(peers=[Endpoint("_bad", 7702), full.endpoint], peer_timeout=0.5)
+    wait_for(lambda: late.synced_from == str(full.endpoint), timeout=10)
+    assert late.running and late.table.hosts_for("t") == ("a",)
+    assert matchmakers(seed_for(late)).hosts("t") == ("a",)
+
+
+def test_stop_returns_when_the_loop_has_already_died(start_server):
+    server = start_server()
+    server._wake_send.send(b"stop")  # what stop() sends: the loop ends and closes its end of the pipe
+    wait_for(lambda: not server.running, timeout=5)
+    started = time.monotonic()
+    server.stop(timeout=5.0)
+    assert time.monotonic() - started < 2.0
+
+
 @pytest.mark.parametrize("pages", [
     lambda after: (_rows(["b", "a"]), ""),  # out of order
     lambda after: (_rows(["x"]), "y"),  # the cursor is not the last host

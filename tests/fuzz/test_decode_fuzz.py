@@ -57,10 +57,11 @@ valid_messages = st.one_of(
     st.builds(p.Unregister, st.lists(_names_ok, max_size=4).map(tuple)),
     st.builds(p.Heartbeat, st.lists(st.builds(
         p.HostState, _names_ok, st.floats(0.05, 60), st.floats(0.2, 600),
-        st.lists(_names_ok, max_size=5).map(tuple)), max_size=4).map(tuple)),
+        st.lists(_names_ok, max_size=5, unique=True).map(tuple)), max_size=4).map(tuple)),
     st.builds(p.Hosts, _ids, st.lists(_names_ok, max_size=3).map(tuple)),
     st.builds(p.Table, _ids, st.lists(st.builds(p.TableRow, _names_ok, _ages, st.floats(0.05, 60),
-                                                st.floats(0.2, 600), st.lists(_names_ok, max_size=3).map(tuple)),
+                                                st.floats(0.2, 600),
+                                                st.lists(_names_ok, max_size=3, unique=True).map(tuple)),
                                       max_size=3).map(tuple),
               st.sampled_from(p.State), st.one_of(st.just(""), _names_ok)),
     st.builds(p.Error, _ids, st.text(max_size=30)),

@@ -9,6 +9,8 @@ from rpcmm.errors import ConfigurationError
     ("registry-1.example.org:1", "registry-1.example.org", 1, "tcp://registry-1.example.org:1"),
     ("[::1]:7701", "::1", 7701, "tcp://[::1]:7701"),
     ("[fd00::a:3]:65535", "fd00::a:3", 65535, "tcp://[fd00::a:3]:65535"),
+    ("reg_a.example:7701", "reg_a.example", 7701, "tcp://reg_a.example:7701"),
+    ("*:7701", "*", 7701, "tcp://*:7701"),
 ])
 def test_endpoint_parse_and_format(text, host, port, address):
     endpoint = Endpoint.parse(text)
@@ -18,7 +20,9 @@ def test_endpoint_parse_and_format(text, host, port, address):
 
 
 @pytest.mark.parametrize("text", ["", "host", ":1", "host:", "host:port", "::1:7701", "[::1]", "a b:1",
-                                  "host:65536", "tcp://h:1", None, 7701])
+                                  "host:65536", "tcp://h:1", None, 7701,
+                                  # names libzmq refuses to connect to (EINVAL), refused when read
+                                  "_reg:7701", "-reg:7701", "reg~1:7701", "reg+1:7701", "régistry.example:7701"])
 def test_endpoint_rejects(text):
     with pytest.raises(ConfigurationError):
         Endpoint.parse(text)

@@ -149,6 +149,38 @@ def test_malformed_frames_raise_protocol_error_with_a_reason(frame, reason):
         p.decode(frame)
 
 
+@pytest.mark.parametrize("message", [
+    p.Heartbeat((p.HostState("h1", 1.0, 3.0, ("a", "b", "a")),)),
+    p.Table(3, (p.TableRow("h1", 0.25, 1.0, 3.0, ("a", "a")),)),
+], ids=["heartbeat", "table"])
+def test_a_topic_listed_twice_for_one_host_is_refused(message):
+    # A registry counts (and caps) distinct topics: repeats would be stored and never counted.
+    with pytest.raises(ProtocolError, match="more than once"):
+        p.decode(p.encode(message))
+
+
+def _record(topic_count):
+    """A host and ``topic_count`` topics of 255 four-byte characters (1,020 bytes each): with
+    ASCII names the topic cap keeps a record far below MAX_RECORD_BYTES, with these not."""
+    return "h", tuple(f"{i:04d}" + "\U0001f600" * 251 for i in range(topic_count))
+
+
+def test_a_host_record_too_large_to_list_is_refused():
+    host, topics = _record(p.MAX_TOPICS_PER_HOST)  # 1 MB of names, in a frame under 1 MiB
+    frame = p.encode(p.Heartbeat((p.HostState(host, 1.0, 3.0, topics),)))
+    assert len(frame) <= p.MAX_MESSAGE_BYTES
+    with pytest.raises(ProtocolError, match="add up to"):
+        p.decode(frame)
+    with pytest.raises(ProtocolError, match="add up to"):  # a peer's page may not bring one either
+        p.decode(p.encode(p.Table(1, (p.TableRow(host, 0.0, 1.0, 3.0, topics),))))
+
+
+def test_a_host_record_under_the_bound_decodes():
+    host, topics = _record(p.MAX_RECORD_BYTES // 1020 - 1)
+    message = p.Heartbeat((p.HostState(host, 1.0, 3.0, topics),))
+    assert p.decode(p.encode(message)) == message
+
+
 def test_extra_trailing_fields_are_ignored_for_forward_compatibility():
     assert p.decode(pack(1, 3, 7, "t", "future")) == p.Lookup(7, "t")
 

@@ -46,8 +46,9 @@ def test_a_heartbeat_brings_a_forgotten_host_fully_back(table):
 
 def test_empty_topics_remove_the_host(table):
     table.heartbeat("h", ("a",), 1.0, 3.0, now=0.0)
-    assert table.heartbeat("h", (), 1.0, 3.0, now=1.0) is None
+    assert table.heartbeat("h", (), 1.0, 3.0, now=1.0) is Change.LEFT
     assert len(table) == 0 and table.hosts_for("a") == ()
+    assert table.heartbeat("h", (), 1.0, 3.0, now=2.0) is None  # nothing left to remove
 
 
 def test_remove_touches_no_other_host(table):

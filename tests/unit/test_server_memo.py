@@ -1,0 +1,30 @@
+"""The registry's decode memo: remembered HEARTBEAT frames stay within their memory budget."""
+
+from rpcmm import protocol
+from rpcmm import server as server_module
+from rpcmm.server import RegistryServer
+
+
+def _frame(i, topics=10):
+    state = protocol.HostState(f"host-{i:06d}", 1.0, 3.0, tuple(f"topic-{j}" for j in range(topics)))
+    return protocol.encode(protocol.Heartbeat((state,)))
+
+
+def test_the_memo_charges_decoded_objects_not_just_frame_bytes():
+    server = RegistryServer("127.0.0.1:0")  # never started: _decode needs no sockets
+    frame = _frame(0)
+    server._decode(frame)
+    # A 10-topic frame is ~150 bytes; what the memo holds for it is several times that.
+    assert server._memo_bytes > 5 * len(frame)
+
+
+def test_the_memo_evicts_the_oldest_frames_to_stay_within_its_budget(monkeypatch):
+    monkeypatch.setattr(server_module, "_MEMO_BYTES", 50_000)
+    server = RegistryServer("127.0.0.1:0")
+    frames = [_frame(i) for i in range(200)]
+    for frame in frames:
+        assert server._decode(frame) == protocol.decode(frame)
+    kept = list(server._memo)
+    assert 0 < len(kept) < len(frames) and kept == frames[-len(kept):]  # the newest are kept
+    assert server._memo_bytes == sum(server_module._memo_charge(f, m) for f, m in server._memo.items())
+    assert server._memo_bytes <= 50_000
