@@ -134,8 +134,12 @@ class PendingCalls:
         return slot
 
     def forget(self, msg_id):
+        """Drop the call ``msg_id`` (its wait is over, or it never started: its request could
+        not be sent). If nobody reads the socket, a waiting call is made the reader: one that
+        leaves may have been the one just promoted, and then nobody else would be woken."""
         with self._lock:
             self._slots.pop(msg_id, None)
+        self._promote()
 
     def wait(self, msg_id, slot, timeout, monitor_timeout):
         """The call's :class:`~rpcmm.oslo.wire.Reply`, or CallTimedOut after ``timeout`` seconds
@@ -159,10 +163,9 @@ class PendingCalls:
                     continue
                 slot.wake.wait(wait_for)
         finally:
-            self.forget(msg_id)
             # Whoever leaves may leave nobody reading (the reader, or a caller that was made
-            # reader as its own reply came): hand the socket to one of those still waiting.
-            self._promote()
+            # reader as its own reply came): forget() hands the socket to one still waiting.
+            self.forget(msg_id)
 
     def _promote(self):
         if self._reader.locked():

@@ -210,9 +210,21 @@ class ZmqDriver(base.BaseDriver):
         topic), or MessageDeliveryFailure when the request could not be handed to zmq. A cast
         returns once the request is queued for every chosen peer. ``retry`` is not needed: a
         request is handed to zmq once and never resent, so it is never duplicated."""
+        try:
+            return self._send(target, ctxt, message, wait_for_reply, timeout, call_monitor_timeout)
+        except LifecycleError as exc:  # cleaned up: fail as every other undeliverable send does
+            raise oslo_messaging.MessageDeliveryFailure(str(exc)) from None
+
+    def _send(self, target, ctxt, message, wait_for_reply, timeout, call_monitor_timeout):
         matchmaker = self._start()
         key = self._key_for(self._exchange(target), target.topic, target.server, target.fanout)
         if wait_for_reply:
+            # As oslo's other drivers read it: no (or a zero) monitor timeout means no monitoring;
+            # one beyond what the envelope carries is clamped to it.
+            if not call_monitor_timeout or call_monitor_timeout <= 0:
+                call_monitor_timeout = None
+            else:
+                call_monitor_timeout = min(call_monitor_timeout, wire.MAX_MONITOR_SECONDS)
             return self._call(matchmaker, key, target, ctxt, message, timeout, call_monitor_timeout)
         self._cast(matchmaker, key, target, ctxt, message)
         return None
@@ -310,6 +322,12 @@ class ZmqDriver(base.BaseDriver):
     def send_notification(self, target, ctxt, message, version, retry=None):
         """Send one copy to one listener of each pool of the topic (round robin in a pool).
         The message goes as it is, whatever ``version``: the envelope is this driver's own."""
+        try:
+            self._notify(target, ctxt, message)
+        except LifecycleError as exc:
+            raise oslo_messaging.MessageDeliveryFailure(str(exc)) from None
+
+    def _notify(self, target, ctxt, message):
         matchmaker = self._start()
         topic = NotifyTopic(self._exchange(target), target.topic).name
         members = collections.defaultdict(list)

@@ -36,6 +36,9 @@ __all__ = ["ZmqListener", "PushListener", "ZmqIncomingMessage"]
 
 LOG = logging.getLogger(__name__)
 
+#: Seconds poll() waits before returning nothing from a listener the transport cleaned up.
+_STOPPED_POLL_PAUSE = 0.1
+
 
 class ZmqIncomingMessage(base.RpcIncomingMessage):
     """A received call, cast or notification.
@@ -114,6 +117,7 @@ class ZmqListener(base.PollStyleListener):
         self._queue = collections.deque()
         self._push = None  # set by push_to(): then messages skip the queue
         self._stopped = False
+        self._cleaned_up = False  # cleanup() ran: see poll()
         self._registered = []
         #: Messages received and dropped (malformed, not ours, backlog full); a plain counter.
         self.dropped = 0
@@ -218,15 +222,23 @@ class ZmqListener(base.PollStyleListener):
     # -- oslo.messaging's side ---------------------------------------------------------------
 
     def poll(self, timeout=None, batch_size=1, batch_timeout=None):
-        """Up to ``batch_size`` messages: blocks until one is there (or ``timeout`` passes, or the
-        listener stops), then gathers more for at most ``batch_timeout`` seconds after the first."""
+        """Up to ``batch_size`` messages (None: no limit): blocks until one is there (or
+        ``timeout`` passes, or the listener stops), then gathers more for at most
+        ``batch_timeout`` seconds after the first.
+
+        Once the listener is stopped with nothing left, it returns an empty batch, after a
+        short pause if the transport was cleaned up under a polling thread that goes on
+        polling (oslo's adapter loops until its own stop): a pause, not a busy loop."""
         deadline = None if timeout is None else time.monotonic() + timeout
         batch = []
         with self._ready:
             if not self._wait(deadline):
+                if self._stopped and self._cleaned_up:
+                    pause = _STOPPED_POLL_PAUSE if timeout is None else min(timeout, _STOPPED_POLL_PAUSE)
+                    self._ready.wait(pause)
                 return batch
             batch_deadline = time.monotonic() + (batch_timeout or 0)
-            while len(batch) < batch_size:
+            while batch_size is None or len(batch) < batch_size:
                 if self._queue:
                     batch.append(self._queue.popleft())
                     continue
@@ -250,6 +262,7 @@ class ZmqListener(base.PollStyleListener):
         self._teardown()
 
     def cleanup(self):
+        self._cleaned_up = True
         self._teardown()
 
     def _teardown(self):

@@ -108,8 +108,10 @@ OPTS = [
         "listener_backlog",
         default=100000,
         min=1,
-        help="Most received messages a listener holds while its executor is busy; beyond that "
-        "new messages are dropped and logged (calls then time out on the caller's side).",
+        help="Most received messages a batch notification listener (batch_size other than 1) "
+        "holds for its polling thread; beyond that new messages are dropped and logged. RPC "
+        "servers and plain notification listeners hand each message to oslo.messaging's "
+        "executor as it arrives, and its queue is oslo.messaging's to bound.",
     ),
 ]
 

@@ -40,12 +40,14 @@ from rpcmm.addressing import Endpoint, validate_name
 from rpcmm.errors import ConfigurationError, ProtocolError
 from rpcmm.protocol import fast_limits, unpack_versioned
 
-__all__ = ["VERSION", "Request", "Reply", "Beat", "encode", "decode"]
+__all__ = ["VERSION", "MAX_MONITOR_SECONDS", "Request", "Reply", "Beat", "encode", "decode"]
 
 #: The envelope version, first element of every frame.
 VERSION = 2
 _REQUEST, _REPLY, _BEAT = 1, 2, 3
 _MAX_ID = 128
+#: Longest call-monitor timeout a request carries (11.5 days: longer is no monitoring at all).
+MAX_MONITOR_SECONDS = 999_999.0
 _NO_LIMITS = {"strict_map_key": False}  # keys may be ints, as in any Python dict
 #: For small frames, tried first (see unpack_versioned): containers capped, nothing else.
 _FAST_LIMITS = fast_limits(_NO_LIMITS)
@@ -177,6 +179,6 @@ def _parse_address(value):
 def _seconds(value):
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e6:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_MONITOR_SECONDS:
         raise ProtocolError("monitor must be a positive number of seconds or nil")
     return float(value)

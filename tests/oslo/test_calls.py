@@ -136,3 +136,23 @@ def test_junk_and_stray_replies_are_dropped(calls, server, context):
     slot = calls.expect("x")
     server(wire.Reply("x", result="ok"))
     assert calls.wait("x", slot, 5.0, None).result == "ok"
+
+
+def test_a_call_that_never_waits_hands_its_promotion_on(calls, server):
+    # A reads; C registers but its request cannot be sent (it is forgotten, never waits); B
+    # waits behind A. When A leaves it promotes the first call without a reply: C. C must
+    # pass that on when it is forgotten, or B sits out its timeout with its reply unread.
+    thread_a, outcome_a = call_in_thread(calls, "a")
+    wait_for(calls._reader.locked, timeout=5)
+    calls.expect("c")
+    thread_b, outcome_b = call_in_thread(calls, "b", timeout=10.0)
+    time.sleep(0.2)  # B is waiting on its event, not reading
+    server(wire.Reply("a", result=1))
+    thread_a.join(5)
+    assert outcome_a == [wire.Reply("a", result=1)]
+    server(wire.Reply("b", result=2))
+    time.sleep(0.2)
+    started = time.monotonic()
+    calls.forget("c")  # what the driver does when C's send fails
+    thread_b.join(5)
+    assert outcome_b == [wire.Reply("b", result=2)] and time.monotonic() - started < 2.0

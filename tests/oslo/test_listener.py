@@ -106,6 +106,26 @@ def test_a_full_batch_returns_at_once(make_listener, sender):
     assert [m.message["n"] for m in rest] == [5, 6]
 
 
+def test_a_batch_without_a_size_gathers_until_its_timeout(make_listener, sender):
+    # oslo's get_batch_notification_listener passes batch_size=None unless told otherwise.
+    listener = make_listener()
+    send = sender(listener.address)
+    for n in range(3):
+        send(request(n))
+    batch = listener.poll(timeout=5, batch_size=None, batch_timeout=0.2)
+    assert [m.message["n"] for m in batch] == [0, 1, 2]
+
+
+def test_polling_a_listener_the_transport_cleaned_up_pauses_instead_of_spinning(make_listener):
+    listener = make_listener()
+    listener.cleanup()
+    started, polls = time.monotonic(), 0
+    while time.monotonic() - started < 0.5:
+        assert listener.poll(batch_size=2, batch_timeout=None) == []
+        polls += 1
+    assert polls <= 10  # 0.1 s a poll, not a busy loop
+
+
 def test_poll_times_out_empty_and_stop_wakes_it(make_listener):
     listener = make_listener()
     assert listener.poll(timeout=0.05) == []

@@ -210,6 +210,27 @@ def test_call_monitoring_keeps_a_long_call_alive(transports):
     assert monitored.call({}, "sleep", seconds=3) == 3
 
 
+@pytest.mark.parametrize("monitor", [0, 2_000_000])
+def test_a_zero_or_huge_monitor_timeout_is_a_plain_call(transports, monitor):
+    # 0 means no monitoring, as in oslo's other drivers; beyond what the envelope carries, the most it carries.
+    transports.server(oslo_messaging.Target(topic="unmonitored", server="s"), [Endpoint()])
+    plain = oslo_messaging.get_rpc_client(transports.rpc(), oslo_messaging.Target(topic="unmonitored"),
+                                          timeout=5, call_monitor_timeout=monitor)
+    assert plain.call({}, "add", a=1, b=2) == 3
+
+
+def test_sending_after_cleanup_is_a_delivery_failure(transports):
+    transports.server(oslo_messaging.Target(topic="late", server="s"), [Endpoint()])
+    transport = transports.rpc()
+    late = client(transport, topic="late")
+    assert late.call({}, "add", a=1, b=1) == 2
+    transport.cleanup()
+    with pytest.raises(oslo_messaging.MessageDeliveryFailure):
+        late.call({}, "add", a=1, b=1)
+    with pytest.raises(oslo_messaging.MessageDeliveryFailure):
+        late.cast({}, "record", value=1)
+
+
 def test_stopping_a_server_unregisters_it_at_once(transports, registered):
     server = transports.server(oslo_messaging.Target(topic="reg", server="srv.example.org"),
                                [Endpoint()])
