@@ -85,11 +85,17 @@ class LookupCache:
     # -- writes --------------------------------------------------------------------------------
 
     def put(self, topic, hosts, now, epoch=0, version=0, live=False):
-        """Store a lookup answer, unless the cache already holds a newer version of it."""
+        """Store a lookup answer, unless the cache already holds a newer version of it.
+
+        A registry forgets the version of a topic left with no hosts (it answers version 0),
+        so an empty answer at version 0 is taken when the cache's newer entry is empty too:
+        it is the same answer, and refusing it would leave the topic uncached for good."""
         with self._lock:
             entry = self._entries.get(topic)
             if entry is not None and epoch and entry[3] == epoch and entry[4] > version:
-                return
+                if version or hosts or entry[0]:
+                    return
+                version = entry[4]  # the same empty answer: keep the version the entry had
             self._store(topic, hosts, now, epoch, version, live)
 
     def apply_delta(self, delta, now):

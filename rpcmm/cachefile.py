@@ -47,8 +47,9 @@ def load_cache(path, wall_clock=time.time):
             document = json.load(f)
     except FileNotFoundError:
         return {}, None
-    except (OSError, ValueError) as exc:
-        LOG.warning("ignoring the cache file %s: %s", path, exc)
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
+        LOG.warning("ignoring the cache file %s: %s", path, type(exc).__name__ if isinstance(exc, RecursionError)
+                    else exc)
         return {}, None
     if not isinstance(document, dict) or document.get("format") != _FORMAT or not isinstance(
             document.get("topics"), dict):

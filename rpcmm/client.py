@@ -75,12 +75,29 @@ class RegistryClient:
 
     def start(self):
         zmq = self.runtime.zmq
-        self._cast_sockets = [self._connect(e, zmq, immediate=False) for e in self.endpoints]
-        self._call_sockets = [self._connect(e, zmq, immediate=True) for e in self.endpoints]
+        made = []
+        try:
+            for immediate in (False, True):
+                for endpoint in self.endpoints:
+                    made.append(self._connect(endpoint, zmq, immediate))
+        except BaseException:  # e.g. an address zmq refuses: close what was made, or term() hangs
+            for socket in made:
+                socket.close(linger=0)
+            raise
+        count = len(self.endpoints)
+        self._cast_sockets, self._call_sockets = made[:count], made[count:]
         return self
 
     def _connect(self, endpoint, zmq, immediate):
         socket = self._context.socket(zmq.DEALER)
+        try:
+            self._configure(socket, endpoint, zmq, immediate)
+        except BaseException:
+            socket.close(linger=0)
+            raise
+        return socket
+
+    def _configure(self, socket, endpoint, zmq, immediate):
         if immediate:
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.IMMEDIATE, 1)
@@ -93,7 +110,6 @@ class RegistryClient:
         if endpoint.is_ipv6:
             socket.setsockopt(zmq.IPV6, 1)
         socket.connect(endpoint.zmq_address())
-        return socket
 
     @property
     def preferred_endpoint(self):
@@ -234,15 +250,19 @@ class RegistryClient:
         return fallback
 
     def _send_when_connected(self, socket, frame):
-        """Send, waiting up to the timeout for a connection (ZMQ_IMMEDIATE makes a send block
-        until there is one; the wait is green under eventlet)."""
+        """Send, waiting up to the timeout for a connection (ZMQ_IMMEDIATE refuses a send until
+        there is one). The wait is a poll for POLLOUT, green under eventlet: eventlet's green
+        ``send`` ignores SNDTIMEO and would retry for ever, holding the call lock."""
         zmq = self.runtime.zmq
-        socket.setsockopt(zmq.SNDTIMEO, max(1, int(self.timeout * 1000)))
-        try:
-            socket.send(frame)
-        except zmq.Again:
-            return False
-        return True
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                socket.send(frame, zmq.NOBLOCK)
+                return True
+            except zmq.Again:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.runtime.poll([(socket, zmq.POLLOUT)], remaining):
+                    return False
 
     def _ask(self, sockets, index, make_request, reply_type):
         """Ask registry ``index``: its reply, None if none came in time, or _NOT_CONNECTED if

@@ -79,7 +79,14 @@ class Matchmaker(abc.ABC):
         with self._state_lock:
             if self._started:
                 return self
-            self._open()
+            try:
+                self._open()
+            except BaseException:
+                # Whatever _open() made before it failed is released here: stop() does nothing
+                # for a matchmaker that never started, and a context still holding sockets
+                # would hang its owner's term().
+                self._close()
+                raise
             self._started = True
         return self
 
@@ -236,7 +243,8 @@ class Matchmaker(abc.ABC):
         """Acquire resources; called once by start() under the state lock."""
 
     def _close(self):
-        """Release resources; called once by stop()."""
+        """Release resources; called once by stop(), or by start() when _open() failed part-way
+        (so it must cope with whatever _open() had not yet made)."""
 
     def _announce(self, host, topics):
         """Publish ``host``'s full topic set now (register and heartbeat)."""
@@ -258,9 +266,10 @@ class Matchmaker(abc.ABC):
         ``topic`` are in, its hosts that no longer do are out. A backend whose registrations
         travel as casts uses this so that a process sees its own changes at once, even before
         the registry has handled them."""
-        registrations = self._registrations
-        if not registrations:
+        if not self._registrations:
             return hosts
+        with self._state_lock:  # register() and unregister() in other threads change it
+            registrations = dict(self._registrations)
         kept = tuple(h for h in hosts if h not in registrations or topic in registrations[h])
         added = tuple(h for h, topics in registrations.items() if topic in topics and h not in kept)
         return kept + added

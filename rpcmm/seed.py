@@ -92,6 +92,10 @@ def parse_seed(text, source="<string>"):
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SeedError(source, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    except RecursionError:
+        raise SeedError(source, "invalid JSON: nested too deep") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise SeedError(source, f"invalid JSON: {exc}") from None
     return _validate(document, source)
 
 
@@ -125,14 +129,15 @@ def _validate(document, source):
 def _validate_hosts(key, value, source):
     if not isinstance(value, list):
         raise SeedError(source, f"must be a list of host names, not a {_json_type(value)}", key=key, value=value)
-    hosts = []
+    hosts, seen = [], set()
     for host in value:
         try:
             validate_name("host", host)
         except ConfigurationError as exc:
             raise SeedError(source, str(exc), key=key, value=host) from None
-        if host in hosts:
+        if host in seen:
             raise SeedError(source, "listed twice", key=key, value=host)
+        seen.add(host)
         hosts.append(host)
     return tuple(hosts)
 
@@ -143,7 +148,7 @@ def _validate_registries(value, source):
             source, f"must be a list of \"host:port\" strings, not a {_json_type(value)}",
             key=REGISTRY_KEY, value=value,
         )
-    endpoints = []
+    endpoints, seen = [], set()
     for item in value:
         try:
             endpoint = Endpoint.parse(item)
@@ -151,8 +156,12 @@ def _validate_registries(value, source):
             raise SeedError(source, str(exc), key=REGISTRY_KEY, value=item) from None
         if endpoint.port == 0:
             raise SeedError(source, "port 0 is not a registry's port", key=REGISTRY_KEY, value=item)
-        if endpoint in endpoints:
+        if endpoint.host == "*":
+            raise SeedError(source, "'*' binds every interface; a registry's address is one to connect to",
+                            key=REGISTRY_KEY, value=item)
+        if endpoint in seen:
             raise SeedError(source, "listed twice", key=REGISTRY_KEY, value=item)
+        seen.add(endpoint)
         endpoints.append(endpoint)
     return tuple(endpoints)
 

@@ -111,7 +111,9 @@ class RedisMatchmaker(Matchmaker):
         self._listener.start()
 
     def _close(self):
-        self._listener.stop()
+        # Also after an _open() that failed part-way: release whatever it got to.
+        if self._listener is not None:
+            self._listener.stop()
         for client in self._clients:
             client.close()
             client.connection_pool.disconnect()

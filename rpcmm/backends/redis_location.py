@@ -135,7 +135,9 @@ def _parse_endpoint(item, default_port, text):
 
 
 def _parse_db(segment, text):
-    if not segment.isdigit():
+    # isdigit() alone admits '²' and other digits int() refuses; Redis numbers its databases
+    # from 0 to a few thousand at most.
+    if not (segment.isascii() and segment.isdigit() and len(segment) <= 9):
         raise ConfigurationError(f"{_redact(text)!r}: the database must be a number, not {segment!r}")
     return int(segment)
 

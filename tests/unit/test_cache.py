@@ -73,6 +73,17 @@ def test_snapshots_set_the_entry_unless_it_is_newer_and_lookups_never_roll_back(
     assert cache.apply_snapshot(Snapshot(7, 4, "t", ("older",)), now=0.2) is Applied.IGNORED
 
 
+def test_a_topic_whose_last_host_left_is_cached_again():
+    # The registry forgets an emptied topic's version: its later answers say version 0.
+    cache = LookupCache(max_age=1.0, live_max_age=10.0)
+    cache.put("t", ("h1",), now=0.0, epoch=7, version=5)
+    assert cache.apply_delta(Delta(7, 6, 5, "t", ()), now=0.1) is Applied.APPLIED
+    cache.put("t", (), now=20.0, epoch=7, version=0)  # long after: the delta's freshness is over
+    assert cache.fresh("t", now=20.5) == ()
+    cache.put("t", ("late",), now=20.6, epoch=7, version=0)  # a non-empty version 0 is still older
+    assert cache.stale("t") == ()
+
+
 def test_demote_and_stale_host():
     cache = LookupCache(max_age=1.0, live_max_age=10.0)
     cache.put("a", ("h1",), now=0.0, epoch=7, version=1, live=True)

@@ -32,6 +32,9 @@ def test_bad_files_are_ignored_not_fatal(tmp_path):
     corrupt = tmp_path / "corrupt.json"
     corrupt.write_text("{not json")
     assert load_cache(corrupt) == ({}, None)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    assert load_cache(deep) == ({}, None)
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({"format": 1, "saved_at": 0, "topics": {"ok": ["h"], "bad": ["a b"], "x": 5}}))
     assert load_cache(wrong)[0] == {"ok": ("h",)}

@@ -130,3 +130,67 @@ def test_the_cache_file_gives_a_cold_start_without_registries(make, fake, tmp_pa
     fake.down = True
     mm = make(cache_file=str(path))
     assert mm.hosts("t") == ("h1",)
+
+
+def test_lookups_stay_correct_while_other_threads_register_and_unregister(make, fake):
+    import sys
+    import threading
+    import time
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often: the race shows in milliseconds, not by luck
+    mm = make()
+    for i in range(500):
+        mm.register("t", f"h{i}")  # a process serving many hosts: its lookups correct for them
+    fake.answers["t"] = ()
+    stop, errors = threading.Event(), []
+
+    def churn():
+        for i in range(20_000):
+            if stop.is_set():
+                return
+            mm.register("other", f"n{i}")
+            mm.unregister("other", f"n{i}")
+
+    def look():
+        deadline = time.monotonic() + 2.0
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                mm.cache.invalidate("t")  # every lookup asks the (fake) registry and corrects its answer
+                assert len(mm.lookup(Fanout("t"))) == 500
+            except Exception as exc:  # e.g. "dictionary changed size during iteration"
+                errors.append(repr(exc))
+                stop.set()
+
+    threads = [threading.Thread(target=churn)] + [threading.Thread(target=look) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads[1:]:
+            thread.join(10)
+        stop.set()
+        threads[0].join(10)
+    finally:
+        sys.setswitchinterval(previous)
+    assert errors == []
+
+
+def test_a_start_that_fails_half_way_releases_what_it_made(context, monkeypatch):
+    import threading
+
+    from rpcmm.backends import registry as registry_backend
+
+    def unreadable(path):
+        raise OSError("the disk went away")  # anything _open() meets after making its client
+
+    monkeypatch.setattr(registry_backend, "load_cache", unreadable)
+    mm = RegistryMatchmaker(Seed.build(registries=[REGISTRY]), live=False, context=context,
+                            cache_file="/nonexistent/cache.json")
+    with pytest.raises(OSError):
+        mm.start()
+    assert not mm.started and mm._client is None
+    # Every socket made for the first registry was closed: the context can be termed.
+    terminated = threading.Thread(target=context.term, daemon=True)
+    terminated.start()
+    terminated.join(5)
+    assert not terminated.is_alive()

@@ -48,6 +48,8 @@ def test_every_example_seed_loads(path):
     ('{"rpcmm-registry": ["h:0"]}', REGISTRY_KEY, "h:0", "port 0"),
     ('{"rpcmm-registry": ["::1:7701"]}', REGISTRY_KEY, "::1:7701", "in brackets"),
     ('{"rpcmm-registry": ["h:1", "h:1"]}', REGISTRY_KEY, "h:1", "listed twice"),
+    ('{"rpcmm-registry": ["*:7701"]}', REGISTRY_KEY, "*:7701", "binds every interface"),
+    ('{"rpcmm-registry": ["_reg:7701"]}', REGISTRY_KEY, "_reg:7701", "is not HOST:PORT"),
 ])
 def test_errors_name_the_key_the_value_and_why(text, key, value, reason):
     with pytest.raises(SeedError) as caught:
@@ -56,6 +58,15 @@ def test_errors_name_the_key_the_value_and_why(text, key, value, reason):
     assert (error.path, error.key, error.value) == ("ring.json", key, value)
     assert reason in str(error)
     assert str(error).startswith("ring.json")
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("[" * 100_000 + "]" * 100_000, "nested too deep"),
+    ('{"t": [' + "9" * 5000 + "]}", "invalid JSON"),
+], ids=["deep", "huge-number"])
+def test_json_python_cannot_read_is_a_seed_error(text, reason):
+    with pytest.raises(SeedError, match=reason):
+        parse_seed(text, source="x.json")
 
 
 def test_invalid_json_gives_line_and_column():
@@ -93,6 +104,8 @@ def test_a_seed_may_select_redis_instead_of_registries():
     ('{"rpcmm-redis": 5}', "rpcmm-redis"),
     ('{"rpcmm-redis": "http://x"}', "rpcmm-redis"),
     ('{"rpcmm-redis": "redis://h:1", "rpcmm-registry": ["h:2"]}', "selects one backend"),
+    ('{"rpcmm-redis": "redis://h:1/\u00b2"}', "must be a number"),
+    ('{"rpcmm-redis": "redis://h:1/' + "1" * 5000 + '"}', "must be a number"),
 ])
 def test_bad_redis_selections(text, reason):
     with pytest.raises(SeedError, match=reason):
