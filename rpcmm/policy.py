@@ -50,6 +50,11 @@ __all__ = ["TopicPolicy", "Grant", "Verdict", "ALLOWED", "DEFAULT_CACHE_SIZE"]
 
 #: Decisions remembered per policy; beyond this the oldest is forgotten (and recomputed if asked).
 DEFAULT_CACHE_SIZE = 65_536
+#: Names (hosts and topics) the decision cache may hold per decision it may hold, on average:
+#: each decision keeps its record's topics alive, so the count alone did not bound memory.
+_CACHED_NAMES_PER_DECISION = 12
+#: A record with more topics than this is decided afresh each time, never cached.
+_MAX_CACHED_TOPICS = 64
 _Z85_KEY_LENGTH = 40
 _Z85_ALPHABET = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#")
 _MAX_PATTERNS = 1024
@@ -120,6 +125,8 @@ class TopicPolicy:
         self.has_quotas = any(g.max_hosts is not None for g in (default, *self._grants.values()))
         self._cache_size = cache_size
         self._cache = {}  # (key, host, topics) -> Verdict
+        self._cached_names = 0  # hosts and topics in the cache's keys
+        self._names_budget = cache_size * _CACHED_NAMES_PER_DECISION
 
     @classmethod
     def allow_all(cls):
@@ -182,21 +189,35 @@ class TopicPolicy:
         """May ``key_z85`` remove ``host`` (UNREGISTER, or a HEARTBEAT with no topics)?"""
         return self._allow_all or self.grant_for(key_z85).may_host(host)
 
+    def may_report(self, key_z85):
+        """May ``key_z85`` report hosts unreachable (SUSPECT)? Only a key the policy grants
+        something: two reports drop a host at once, so keys that may register nothing must
+        not be able to do by reporting what they cannot do by unregistering."""
+        return self._allow_all or bool(self.grant_for(key_z85).hosts)
+
     def check_heartbeat(self, key_z85, host, topics):
         """The :class:`Verdict` on one heartbeat record (``topics`` a tuple, as decoded).
 
         Cached: a repeated heartbeat costs one dict lookup. The cache holds at most
-        ``cache_size`` decisions; the oldest is forgotten first.
+        ``cache_size`` decisions and 12 names (hosts and topics) per decision on average, the
+        oldest forgotten first; a record of more than 64 topics is not cached at all. So its
+        memory is bounded by names, not just by decisions each of which may keep a large
+        record alive (about 240 MB at the default size if every name were 255 characters).
         """
         if self._allow_all:
             return ALLOWED
         cache_key = (key_z85, host, topics)
-        verdict = self._cache.get(cache_key)
+        cache = self._cache
+        verdict = cache.get(cache_key)
         if verdict is None:
             verdict = self._decide(key_z85, host, topics)
-            if len(self._cache) >= self._cache_size:
-                del self._cache[next(iter(self._cache))]  # dicts keep insertion order: oldest first
-            self._cache[cache_key] = verdict
+            if len(topics) <= _MAX_CACHED_TOPICS:
+                cache[cache_key] = verdict
+                self._cached_names += len(topics) + 1
+                while len(cache) > self._cache_size or self._cached_names > self._names_budget:
+                    oldest = next(iter(cache))  # dicts keep insertion order: oldest first
+                    del cache[oldest]
+                    self._cached_names -= len(oldest[2]) + 1
         return verdict
 
     def _decide(self, key_z85, host, topics):

@@ -61,7 +61,7 @@ class ExpiryGuard:
         while recent and recent[0][0] < now - window:
             recent.popleft()
         recently_expired = sum(count for _, count in recent)
-        if overdue and self._suspicious(table, now, len(overdue), recently_expired):
+        if overdue and self._suspicious(table, now, overdue, recently_expired):
             if self.holding_since is None:
                 self.holding_since = now
                 LOG.warning("%d of %d hosts went silent at once (%d more expired in the last %.1fs): "
@@ -83,8 +83,13 @@ class ExpiryGuard:
         population = len(table) + recently_expired
         if population < self.min_hosts:
             return False
-        if overdue + recently_expired > self.fraction * population:
+        if len(overdue) + recently_expired > self.fraction * population:
             return True
         # Nobody at all was heard for two heartbeat intervals, while normally some host speaks
         # every fraction of an interval: it is the registry that is cut off.
-        return table.last_heard is not None and now - table.last_heard > 2 * table.min_interval()
+        if table.last_heard is None or now - table.last_heard <= 2 * table.min_interval():
+            return False
+        # The shortest interval may be that of a host now overdue (a lone fast host that died):
+        # judge the silence by the hosts still expected to speak.
+        expected = table.min_interval_excluding(set(overdue))
+        return expected is not None and now - table.last_heard > 2 * expected

@@ -488,6 +488,11 @@ class RegistryServer:
                     LOG.info("host %s unregistered", host)
             return None
         if kind is protocol.Suspect:
+            if not self.policy.may_report(key):
+                self.stats.refused += 1
+                self._drops.log("registry %s: refused key %s: it may register nothing, so it may not report "
+                                "hosts unreachable", self._bound, key)
+                return None
             for host in message.hosts:
                 if host not in table:
                     continue

@@ -227,9 +227,11 @@ class RegistryTable:
         return None if entry is None else now - entry.last_seen
 
     def interval_of(self, host):
-        """The heartbeat interval the table applies to ``host`` (None if unknown)."""
+        """The heartbeat interval ``host`` keeps (None if unknown): the one it declared, or the
+        one the bounds make it if that is longer. A host may declare one longer than the bounds
+        allow (its TTL is what the registry shortens); it still heartbeats only that often."""
         entry = self._hosts.get(host)
-        return None if entry is None else entry.interval
+        return None if entry is None else max(entry.interval, entry.declared[0])
 
     def max_ttl(self):
         """The longest TTL of any host (0.0 for an empty table)."""
@@ -238,6 +240,11 @@ class RegistryTable:
     def min_interval(self):
         """The shortest heartbeat interval of any host (0.0 for an empty table)."""
         return self._timing_extremes()[1]
+
+    def min_interval_excluding(self, hosts):
+        """The shortest heartbeat interval of the hosts not in ``hosts`` (a set), or None if
+        there are none. A scan: for the rare sweep that needs it, not for every one."""
+        return min((e.interval for h, e in self._hosts.items() if h not in hosts), default=None)
 
     def _timing_extremes(self):
         """(max ttl, min interval), scanned once and kept until a host joins, leaves or changes

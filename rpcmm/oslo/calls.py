@@ -108,7 +108,8 @@ class PendingCalls:
         for slot in slots:
             slot.wake.set()
         self._wake_reader()
-        if not self._reader.acquire(timeout=_STOP_TIMEOUT):
+        acquired = self._reader.acquire(timeout=_STOP_TIMEOUT)
+        if not acquired:
             LOG.error("a caller kept the reply socket for %gs after stop; closing it anyway",
                       _STOP_TIMEOUT)
         try:
@@ -116,7 +117,8 @@ class PendingCalls:
             if socket is not None:
                 socket.close()
         finally:
-            self._reader.release()
+            if acquired:  # releasing the reader's lock would make its own release raise
+                self._reader.release()
 
     def _wake_reader(self):
         """Make a reader blocked in recv return: the token arrives on the socket's inproc end."""

@@ -102,6 +102,24 @@ def test_the_policy_refuses_other_hosts_and_topics_per_record(secured, seed_for,
     wait_for(lambda: secured.stats.refused == 3)
 
 
+def test_keys_granted_nothing_cannot_drop_a_host_by_reporting_it(start_server, seed_for, make_matchmaker, keys):
+    # Two reports drop a host at once; keys that may not unregister it may not report it either.
+    k, authorized = keys["dir"] / "keys", pathlib.Path(keys["authorized"])
+    for name in ("watcher-a", "watcher-b"):  # authorized to connect, granted nothing by the policy
+        public, _ = generate_keypair(k, name)
+        (authorized / f"{name}.key").write_bytes(pathlib.Path(public).read_bytes())
+    policy = TopicPolicy.load(keys["policy"], authorized_keys_dir=keys["authorized"])
+    server = start_server(curve=keys["server"].load(), policy=policy)
+    seed = seed_for(server)
+    make_matchmaker(seed, curve=keys["client"].load(), live=False).register("compute", "compute-1")
+    wait_for(lambda: "compute-1" in server.table)
+    for name in ("watcher-a", "watcher-b"):
+        curve = CurveClientConfig(str(k / f"{name}.key_secret"), str(k / "registry.key")).load()
+        make_matchmaker(seed, curve=curve, live=False).report_unreachable("compute-1")
+    wait_for(lambda: server.stats.refused >= 2)
+    assert "compute-1" in server.table and server.stats.dropped_suspects == 0
+
+
 def test_a_key_at_its_host_quota_gets_no_more_hosts_until_one_leaves(start_server, seed_for, make_matchmaker,
                                                                        keys):
     policy_file = keys["dir"] / "quota.json"

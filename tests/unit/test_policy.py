@@ -75,6 +75,25 @@ def test_repeated_heartbeats_hit_the_cache_which_stays_bounded():
     assert policy.check_heartbeat(COMPUTE, "compute-1", ("scheduler",)).refused_topics == ("scheduler",)
 
 
+def test_the_cache_is_bounded_by_the_names_its_decisions_keep_alive():
+    policy = TopicPolicy.from_document(DOCUMENT, cache_size=10)  # 120 names at most
+    for i in range(50):
+        policy.check_heartbeat(COMPUTE, f"compute-{i}", tuple(f"compute.{j}" for j in range(30)))
+    assert policy.cached_decisions == 3  # 3 x 31 names fit in 120; a fourth would not
+    many = tuple(f"compute.{j}" for j in range(65))
+    policy.check_heartbeat(COMPUTE, "compute-x", many)  # over 64 topics: decided, never cached
+    assert policy.cached_decisions == 3
+    assert policy.check_heartbeat(COMPUTE, "compute-x", many) is ALLOWED
+
+
+def test_only_keys_granted_something_may_report_hosts_unreachable(policy):
+    assert policy.may_report(COMPUTE) and policy.may_report(None)  # None: the default grants anon-*
+    strict = TopicPolicy.from_document({"keys": DOCUMENT["keys"]})  # no default: strangers get nothing
+    assert strict.may_report(OTHER) and not strict.may_report(None)
+    assert not strict.may_report("x" * 40)
+    assert TopicPolicy.allow_all().may_report(None)
+
+
 def test_the_cache_is_keyed_by_key_too(policy):
     assert policy.check_heartbeat(COMPUTE, "sched-1", ("scheduler",)).host_refused
     assert policy.check_heartbeat(OTHER, "sched-1", ("scheduler",)) is ALLOWED

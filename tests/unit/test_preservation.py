@@ -46,6 +46,15 @@ def test_a_gradual_drain_is_caught_by_the_silence_rule(table):
     assert guard.degraded and len(expired) < 10
 
 
+def test_a_lone_fast_host_that_dies_expires_on_time_among_slow_ones(table):
+    # Five hosts beating every 30 s and one every 1 s: when the fast one dies, the slow ones'
+    # usual quiet stretches are not a registry cut off.
+    guard = ExpiryGuard(fraction=0.5, min_hosts=5)
+    fill(table, 5, now=0.0, interval=30.0, ttl=90.0, prefix="slow")
+    table.heartbeat("fast", ("t",), 1.0, 3.0, now=0.0)
+    assert guard.sweep(table, 3.0) == ["fast"] and not guard.degraded
+
+
 def test_the_hold_never_lasts_beyond_max_hold(table):
     guard = ExpiryGuard(fraction=0.5, min_hosts=5, max_hold=5.0)
     fill(table, 10, now=0.0)

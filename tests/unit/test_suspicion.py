@@ -31,6 +31,15 @@ def test_a_missed_heartbeat_confirms():
     assert board.confirmed(table, now=1.8) == ["h"]
 
 
+def test_silence_is_measured_against_the_interval_the_host_declared():
+    # The bounds cap intervals at 60 s; a host declaring 100 s still only beats every 100 s.
+    board, table = SuspicionBoard(), RegistryTable()
+    table.heartbeat("slow", ("t",), 100.0, 300.0, now=0.0)
+    board.report("slow", b"a", now=1.0)
+    assert board.confirmed(table, now=99.0) == []  # 1.5 x 60 s has passed, 1.5 x 100 s has not
+    assert board.confirmed(table, now=151.0) == ["slow"]
+
+
 def test_memory_is_bounded():
     board = SuspicionBoard(max_suspects=3, max_reporters=2)
     for i in range(10):
