@@ -98,6 +98,7 @@ class RegistryClient:
         return socket
 
     def _configure(self, socket, endpoint, zmq, immediate):
+        socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_REPLY_BYTES)  # what a registry may send back
         if immediate:
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.IMMEDIATE, 1)
@@ -293,7 +294,7 @@ class RegistryClient:
             except zmq.Again:
                 return None
             try:
-                reply = protocol.decode(frame)
+                reply = protocol.decode(frame, protocol.MAX_REPLY_BYTES)
             except ProtocolError as exc:
                 LOG.warning("dropped a malformed reply from a registry: %s", exc)
                 continue

@@ -189,7 +189,7 @@ class LiveFeed:
             return
         sub = self._context.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+        sub.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_REPLY_BYTES)
         if self.curve is not None:
             secure_client_socket(sub, self.curve)
         if endpoint.is_ipv6:
@@ -236,7 +236,7 @@ class LiveFeed:
             if len(frames) != 2:
                 continue
             try:
-                message = protocol.decode(frames[1])
+                message = protocol.decode(frames[1], protocol.MAX_REPLY_BYTES)
             except ProtocolError as exc:
                 LOG.debug("dropped a malformed feed message: %s", exc)
                 continue

@@ -79,6 +79,7 @@ __all__ = [
     "encode",
     "decode",
     "MAX_MESSAGE_BYTES",
+    "MAX_REPLY_BYTES",
     "MAX_HOSTS_PER_MESSAGE",
     "MAX_TOPICS_PER_HOST",
     "MAX_RECORD_BYTES",
@@ -87,6 +88,11 @@ __all__ = [
 VERSION = 1
 #: Largest frame a registry accepts (also set as the socket's ZMQ_MAXMSGSIZE).
 MAX_MESSAGE_BYTES = 1 << 20
+#: Largest frame a client accepts from a registry it asked or follows: an answer names every
+#: host of a topic, and a fanout topic of a large region outgrows 1 MiB (100,000 hosts of
+#: 25-character names take 2.7 MB). Registries are the peers a client's seed names (and, with
+#: keys, the ones holding the registry key), so this bounds what one may cost, not who sends.
+MAX_REPLY_BYTES = 64 << 20
 #: Most host records one HEARTBEAT or UNREGISTER may carry.
 MAX_HOSTS_PER_MESSAGE = 4096
 #: Most topics one host may serve.
@@ -402,10 +408,13 @@ def unpack_versioned(frame, version, what, limits, fast_limits, min_length):
     return data
 
 
-def decode(frame):
-    """Decode and validate one frame; raise ProtocolError saying why it is unacceptable."""
-    if len(frame) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {len(frame)} bytes exceeds {MAX_MESSAGE_BYTES}")
+def decode(frame, max_bytes=MAX_MESSAGE_BYTES):
+    """Decode and validate one frame; raise ProtocolError saying why it is unacceptable.
+
+    ``max_bytes`` is the largest frame taken: MAX_MESSAGE_BYTES for what a registry receives,
+    MAX_REPLY_BYTES for what a client receives from a registry."""
+    if len(frame) > max_bytes:
+        raise ProtocolError(f"message of {len(frame)} bytes exceeds {max_bytes}")
     data = unpack_versioned(frame, VERSION, "protocol", _DECODE_LIMITS, _FAST_DECODE_LIMITS, 2)
     kind = data[1]
     decoder = _DECODERS.get(kind) if type(kind) is int else None

@@ -294,6 +294,25 @@ def test_warm_up_moves_on_when_a_peer_dies_mid_listing(start_server, context):
     assert sorted(late.table.hosts_for("t")) == ["a", "b"] and late.stats.synced_hosts == 2
 
 
+def test_a_topic_whose_answer_outgrows_a_request_message_is_still_answered(start_server, seed_for,
+                                                                            make_matchmaker, context):
+    # A fanout topic of a large region: 45,000 hosts make a 1.2 MB answer, over the 1 MiB a
+    # registry takes in; the client and its live feed take up to 64 MiB from registries.
+    server = start_server()
+    hosts = tuple(f"compute-{i:06d}.example.org" for i in range(45_000))
+    assert len(protocol.encode(protocol.Hosts(1, hosts))) > protocol.MAX_MESSAGE_BYTES
+    sender = RegistryClient([server.endpoint], context).start()
+    step = protocol.MAX_HOSTS_PER_MESSAGE
+    for start in range(0, len(hosts), step):
+        sender.cast(protocol.Heartbeat(tuple(protocol.HostState(h, 10.0, 60.0, ("compute",))
+                                             for h in hosts[start:start + step])))
+    wait_for(lambda: len(server.table) == len(hosts), timeout=20)
+    sender.close()
+    watcher = make_matchmaker(seed_for(server), cache_max_age=60.0, lookup_timeout=5.0)
+    assert watcher.hosts("compute") == hosts  # the HOSTS reply
+    wait_for(lambda: watcher._feed.stats["snapshots"] > 0, timeout=10)  # the feed's SNAPSHOT
+
+
 def test_a_peer_zmq_cannot_connect_to_is_skipped_and_the_registry_serves(start_server, seed_for, matchmakers):
     # Endpoint.parse refuses such names in a seed; a peer given directly can still be one.
     full = start_server()
