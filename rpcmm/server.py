@@ -560,29 +560,38 @@ class RegistryServer:
                           protocol.Delta(self.epoch, version, previous, topic, hosts_for(topic)))
 
     def _subscriptions(self, feed):
-        """Answer each new subscription to a topic with that topic's snapshot (and to the tick
-        with a tick): subscribing first and reading the state second is the Clone pattern's way
-        of never missing a change in between."""
+        """Answer new subscriptions to a topic with that topic's snapshot (and to the tick with
+        a tick): subscribing first and reading the state second is the Clone pattern's way of
+        never missing a change in between.
+
+        One snapshot per topic per batch of subscription events, however many of them name it:
+        a snapshot goes to every subscriber of its topic, so one serves them all, and a peer
+        subscribing to a large topic over and over (the feed has no per-peer rate limit: XPUB
+        does not say who subscribed) costs one snapshot a loop pass, not one per event, while
+        lookups are answered in between."""
+        keys, tick = set(), False
         for _ in range(_DRAIN_BATCH):
             try:
                 event = feed.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                break
             if len(event) < 2 or event[0] != 1:
                 continue  # an unsubscription, or noise
             key = event[1:]
             if key == protocol.TICK_KEY:
-                self._publish(feed, key, self._tick(self.clock.monotonic()))
-                continue
-            if not key.endswith(b"\x00"):
-                continue
+                tick = True
+            elif key.endswith(b"\x00"):
+                keys.add(key)
+        if tick:
+            self._publish(feed, protocol.TICK_KEY, self._tick(self.clock.monotonic()))
+        table = self.table
+        for key in keys:
             try:
                 topic = key[:-1].decode()
             except UnicodeDecodeError:
                 continue
-            table = self.table
             self._publish(feed, key, protocol.Snapshot(self.epoch, table.version(topic), topic,
-                                                            table.hosts_for(topic)))
+                                                       table.hosts_for(topic)))
 
 
 class _PeerWarmup:
