@@ -54,6 +54,10 @@ class LookupCache:
         #: Incremented on every write, so a writer to disk knows whether anything changed.
         self.generation = 0
         self._entries = {}  # dict order is storage order
+        # topic -> (epoch, version) of the last delta for a topic held by no entry (evicted, or
+        # invalidated by this process's own registration, while its feed still follows it); a
+        # lookup answer older than that, stored just after, must not be taken as live.
+        self._unheld = {}
         self._lock = lock if lock is not None else threading.Lock()
 
     def __len__(self):
@@ -96,6 +100,10 @@ class LookupCache:
                 if version or hosts or entry[0]:
                     return
                 version = entry[4]  # the same empty answer: keep the version the entry had
+            if live and self._unheld:
+                seen = self._unheld.pop(topic, None)
+                if seen is not None and seen[0] == epoch and seen[1] > version:
+                    live = False  # a change came after this answer: fresh for max_age only
             self._store(topic, hosts, now, epoch, version, live)
 
     def apply_delta(self, delta, now):
@@ -103,6 +111,8 @@ class LookupCache:
         with self._lock:
             entry = self._entries.get(delta.topic)
             if entry is None or delta.version <= delta.previous:  # unknown topic, or nonsense
+                if entry is None and delta.version > delta.previous:
+                    self._remember_unheld(delta.topic, delta.epoch, delta.version)
                 return Applied.IGNORED
             if entry[3] != delta.epoch or delta.previous != entry[4]:
                 if entry[3] == delta.epoch and delta.version <= entry[4]:
@@ -138,6 +148,13 @@ class LookupCache:
                 if topic not in self._entries:
                     self._entries[topic] = (tuple(hosts), _NEVER, stored_at, 0, 0)
             self.generation += 1
+
+    def _remember_unheld(self, topic, epoch, version):
+        unheld = self._unheld
+        unheld.pop(topic, None)
+        unheld[topic] = (epoch, version)
+        while len(unheld) > self.max_entries:  # bounded like the entries (oldest forgotten first)
+            del unheld[next(iter(unheld))]
 
     def invalidate(self, topic=None):
         """Forget ``topic``, or everything."""

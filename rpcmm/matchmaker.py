@@ -67,6 +67,10 @@ class Matchmaker(abc.ABC):
         self.clock = clock
         self.runtime = runtime if runtime is not None else default_runtime()
         self._state_lock = self.runtime.lock()
+        # Held from reading a host's topic set to sending it (register, unregister, each beat):
+        # every announcement carries a whole set, so they must leave in the order they were
+        # read, or an older set sent last undoes a newer one until the next beat (or the TTL).
+        self._announce_lock = self.runtime.lock()
         self._registrations = {}  # host -> frozenset of topics
         self._rotations = {}  # topic -> itertools.count, for strict round robin
         self._started = False
@@ -127,13 +131,14 @@ class Matchmaker(abc.ABC):
         validate_name("topic", topic)
         validate_name("host", host)
         self._require_started()
-        with self._state_lock:
-            topics = self._registrations.get(host, frozenset())
-            if topic in topics:
-                return
-            topics = topics | {topic}
-            self._registrations[host] = topics
-        self._announce(host, topics)
+        with self._announce_lock:
+            with self._state_lock:
+                topics = self._registrations.get(host, frozenset())
+                if topic in topics:
+                    return
+                topics = topics | {topic}
+                self._registrations[host] = topics
+            self._announce(host, topics)
         self._own_registrations_changed(topic)
 
     def unregister(self, topic, host):
@@ -141,19 +146,20 @@ class Matchmaker(abc.ABC):
         validate_name("topic", topic)
         validate_name("host", host)
         self._require_started()
-        with self._state_lock:
-            topics = self._registrations.get(host)
-            if topics is None or topic not in topics:
-                return
-            topics = topics - {topic}
+        with self._announce_lock:
+            with self._state_lock:
+                topics = self._registrations.get(host)
+                if topics is None or topic not in topics:
+                    return
+                topics = topics - {topic}
+                if topics:
+                    self._registrations[host] = topics
+                else:
+                    del self._registrations[host]
             if topics:
-                self._registrations[host] = topics
+                self._announce(host, topics)
             else:
-                del self._registrations[host]
-        if topics:
-            self._announce(host, topics)
-        else:
-            self._withdraw(host)
+                self._withdraw(host)
         self._own_registrations_changed(topic)
 
     def registrations(self):
@@ -192,10 +198,11 @@ class Matchmaker(abc.ABC):
 
     def _beat(self):
         """One heartbeat: announce every registered host's full topic set."""
-        with self._state_lock:
-            states = list(self._registrations.items())
-        if states:
-            self._announce_many(states)
+        with self._announce_lock:
+            with self._state_lock:
+                states = list(self._registrations.items())
+            if states:
+                self._announce_many(states)
 
     # -- lookups -----------------------------------------------------------------------------
 

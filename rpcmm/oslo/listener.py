@@ -213,11 +213,17 @@ class ZmqListener(base.PollStyleListener):
         ``deliver`` must be quick (it holds up every later message) and is never called once
         :meth:`stop` has returned.
         """
-        with self._ready:
-            queued, self._queue = list(self._queue), collections.deque()
-            self._push = deliver
-        for message in queued:
-            deliver(message)
+        # Drain the queue until it is empty under the lock, and only then switch to pushing:
+        # a message that arrives while the queued ones are delivered is queued behind them,
+        # so messages reach ``deliver`` in the order they were received.
+        while True:
+            with self._ready:
+                queued, self._queue = list(self._queue), collections.deque()
+                if not queued:
+                    self._push = deliver
+                    return
+            for message in queued:
+                deliver(message)
 
     # -- oslo.messaging's side ---------------------------------------------------------------
 

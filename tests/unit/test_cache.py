@@ -84,6 +84,18 @@ def test_a_topic_whose_last_host_left_is_cached_again():
     assert cache.stale("t") == ()
 
 
+def test_an_answer_older_than_a_change_seen_while_its_entry_was_gone_is_not_live():
+    # The entry was invalidated (this process registered) while the feed still follows the
+    # topic; a change lands between the registry's answer and the answer being stored.
+    cache = LookupCache(max_age=1.0, live_max_age=10.0)
+    assert cache.apply_delta(Delta(7, 6, 5, "t", ("h1",)), now=0.0) is Applied.IGNORED
+    cache.put("t", ("h1", "h2"), now=0.1, epoch=7, version=5, live=True)
+    assert cache.fresh("t", now=1.0) == ("h1", "h2")  # served for max_age, as any plain answer
+    assert cache.fresh("t", now=1.2) is None  # not for live_max_age: the next lookup asks again
+    cache.put("t", ("h1",), now=2.0, epoch=7, version=6, live=True)
+    assert cache.fresh("t", now=9.0) == ("h1",)  # a current answer is live again
+
+
 def test_demote_and_stale_host():
     cache = LookupCache(max_age=1.0, live_max_age=10.0)
     cache.put("a", ("h1",), now=0.0, epoch=7, version=1, live=True)

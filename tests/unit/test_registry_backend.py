@@ -194,3 +194,32 @@ def test_a_start_that_fails_half_way_releases_what_it_made(context, monkeypatch)
     terminated.start()
     terminated.join(5)
     assert not terminated.is_alive()
+
+
+def test_concurrent_registrations_reach_the_registry_in_the_order_they_were_made(make, fake):
+    import threading
+    import time
+
+    mm = make()
+    entered, release = threading.Event(), threading.Event()
+    cast = fake.cast
+
+    def slow_first_cast(message):  # the first announcement is held up on its way out
+        if not entered.is_set():
+            entered.set()
+            release.wait(5)
+        return cast(message)
+
+    fake.cast = slow_first_cast
+    first = threading.Thread(target=mm.register, args=("a", "h"))
+    first.start()
+    assert entered.wait(5)
+    second = threading.Thread(target=mm.register, args=("b", "h"))
+    second.start()
+    time.sleep(0.2)  # the second goes as far as it may
+    release.set()
+    first.join(5)
+    second.join(5)
+    beats = [m for m in fake.casts if isinstance(m, Heartbeat)]
+    # Each carries the whole set: the last to arrive must be the newest, {a, b}, not {a}.
+    assert [b.states[0].topics for b in beats] == [("a",), ("a", "b")]
