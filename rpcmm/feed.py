@@ -150,6 +150,9 @@ class LiveFeed:
         except Exception:
             LOG.exception("live feed crashed; the cache falls back to plain expiry")
             self.live_epoch = None
+            # Entries kept fresh by the feed would stay so for live_max_age with nobody keeping
+            # them right: from now on they are fresh for max_age at most, as plain answers.
+            self.cache.demote(self.clock.monotonic())
         finally:
             for socket in (self._sub, self._status_socket, wake):
                 if socket is not None:
@@ -275,6 +278,10 @@ class LiveFeed:
                     key = protocol.topic_key(topic)
                     self._sub.setsockopt(zmq.UNSUBSCRIBE, key)
                     self._sub.setsockopt(zmq.SUBSCRIBE, key)
+            if message.state is not protocol.State.UP:
+                # A registry that is not UP (DEGRADED: holding hosts it no longer hears) keeps
+                # sending what it holds; its answers are fresh for max_age, not live_max_age.
+                cache.demote(now, keep_epoch=message.epoch)
 
     def _check_liveness(self, now):
         if self._source is None:
