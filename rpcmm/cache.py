@@ -92,22 +92,26 @@ class LookupCache:
         """Store a lookup answer, unless the cache already holds a newer version of it.
 
         A registry forgets the version of a topic left with no hosts (it answers version 0),
-        so an empty answer at version 0 is taken when the cache's newer entry is empty too:
-        it is the same answer, and refusing it would leave the topic uncached for good."""
+        so an empty answer at version 0 is taken when the cache's newer entry is empty too (the
+        same answer) or no longer fresh (the topic emptied since, and the change was missed, or
+        this cache does not follow the feed): refusing it would leave the topic uncached, and its
+        stale fallback naming departed hosts, for good. A fresh entry is newer than such an
+        answer: a change after it has been applied."""
         with self._lock:
             entry = self._entries.get(topic)
             if entry is not None and epoch and entry[3] == epoch and entry[4] > version:
-                if version or hosts or entry[0]:
+                if version or hosts or (entry[0] and now < entry[1]):
                     return
-                version = entry[4]  # the same empty answer: keep the version the entry had
+                version = entry[4]  # the topic emptied since: keep the version the entry had
             if live and self._unheld:
                 seen = self._unheld.pop(topic, None)
                 if seen is not None and seen[0] == epoch and seen[1] > version:
                     live = False  # a change came after this answer: fresh for max_age only
             self._store(topic, hosts, now, epoch, version, live)
 
-    def apply_delta(self, delta, now):
-        """Apply a live-feed DELTA; see :class:`Applied`."""
+    def apply_delta(self, delta, now, live=True):
+        """Apply a live-feed DELTA; see :class:`Applied`. ``live=False`` (the source is not UP)
+        stores the change fresh for ``max_age`` only."""
         with self._lock:
             entry = self._entries.get(delta.topic)
             if entry is None or delta.version <= delta.previous:  # unknown topic, or nonsense
@@ -119,16 +123,17 @@ class LookupCache:
                     return Applied.IGNORED
                 self._entries[delta.topic] = (entry[0], _NEVER, entry[2], entry[3], entry[4])
                 return Applied.GAP
-            self._store(delta.topic, delta.hosts, now, delta.epoch, delta.version, True)
+            self._store(delta.topic, delta.hosts, now, delta.epoch, delta.version, live)
             return Applied.APPLIED
 
-    def apply_snapshot(self, snapshot, now):
-        """Apply a live-feed SNAPSHOT (a topic's whole state, sent on subscription)."""
+    def apply_snapshot(self, snapshot, now, live=True):
+        """Apply a live-feed SNAPSHOT (a topic's whole state, sent on subscription); ``live`` as
+        for :meth:`apply_delta`."""
         with self._lock:
             entry = self._entries.get(snapshot.topic)
             if entry is not None and entry[3] == snapshot.epoch and entry[4] > snapshot.version:
                 return Applied.IGNORED
-            self._store(snapshot.topic, snapshot.hosts, now, snapshot.epoch, snapshot.version, True)
+            self._store(snapshot.topic, snapshot.hosts, now, snapshot.epoch, snapshot.version, live)
             return Applied.APPLIED
 
     def demote(self, now, keep_epoch=None):
@@ -139,6 +144,16 @@ class LookupCache:
             for topic, entry in list(self._entries.items()):
                 until = entry[1] if keep_epoch is not None and entry[3] == keep_epoch else _NEVER
                 self._entries[topic] = (entry[0], min(until, limit), entry[2], entry[3], entry[4])
+
+    def cap(self, now):
+        """Nothing stays fresh longer than ``max_age`` from ``now``: what the live feed kept
+        fresh is from now on only as good as a plain answer (the feed stopped, or its registry
+        is no longer UP). Unlike :meth:`demote`, nothing becomes stale at once."""
+        with self._lock:
+            limit = now + self.max_age
+            for topic, entry in list(self._entries.items()):
+                if entry[1] > limit:
+                    self._entries[topic] = (entry[0], limit, entry[2], entry[3], entry[4])
 
     def load(self, answers, stored_at=_NEVER):
         """Fill the cache with stale answers (a dict of topic -> hosts), e.g. read from disk at

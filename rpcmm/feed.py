@@ -67,6 +67,7 @@ class LiveFeed:
         self.cache_file = cache_file
         self.save_interval = save_interval
         self.live_epoch = None
+        self._source_up = True  # the last tick said UP (until a tick says otherwise)
         self.stats = {"deltas": 0, "snapshots": 0, "gaps": 0, "ticks": 0, "switches": 0}
         self._context = None
         self._commands = queue.SimpleQueue()
@@ -152,7 +153,7 @@ class LiveFeed:
             self.live_epoch = None
             # Entries kept fresh by the feed would stay so for live_max_age with nobody keeping
             # them right: from now on they are fresh for max_age at most, as plain answers.
-            self.cache.demote(self.clock.monotonic())
+            self.cache.cap(self.clock.monotonic())
         finally:
             for socket in (self._sub, self._status_socket, wake):
                 if socket is not None:
@@ -255,14 +256,14 @@ class LiveFeed:
         if kind is protocol.Delta:
             if self.live_epoch != message.epoch:
                 return  # not trusted until this epoch's tick arrived
-            outcome = cache.apply_delta(message, now)
+            outcome = cache.apply_delta(message, now, live=self._source_up)
             if outcome is Applied.APPLIED:
                 self.stats["deltas"] += 1
             elif outcome is Applied.GAP:
                 self.stats["gaps"] += 1
         elif kind is protocol.Snapshot:
             if self.live_epoch == message.epoch:
-                cache.apply_snapshot(message, now)
+                cache.apply_snapshot(message, now, live=self._source_up)
                 self.stats["snapshots"] += 1
         elif kind is protocol.Tick:
             self.stats["ticks"] += 1
@@ -278,10 +279,13 @@ class LiveFeed:
                     key = protocol.topic_key(topic)
                     self._sub.setsockopt(zmq.UNSUBSCRIBE, key)
                     self._sub.setsockopt(zmq.SUBSCRIBE, key)
-            if message.state is not protocol.State.UP:
+            up = message.state is protocol.State.UP
+            if self._source_up and not up:
                 # A registry that is not UP (DEGRADED: holding hosts it no longer hears) keeps
-                # sending what it holds; its answers are fresh for max_age, not live_max_age.
-                cache.demote(now, keep_epoch=message.epoch)
+                # sending what it holds: what it said, and says until it is UP again, is fresh
+                # for max_age, not live_max_age (once, when it leaves UP: a scan of the cache).
+                cache.cap(now)
+            self._source_up = up
 
     def _check_liveness(self, now):
         if self._source is None:

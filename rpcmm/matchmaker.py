@@ -97,17 +97,20 @@ class Matchmaker(abc.ABC):
     def stop(self):
         """Unregister this matchmaker's hosts, stop heartbeating, close; idempotent."""
         self.stop_heartbeat()
-        with self._state_lock:
-            if not self._started:
-                return
-            hosts = list(self._registrations)
-            self._registrations.clear()
-            self._started = False
-        for host in hosts:
-            try:
-                self._withdraw(host)
-            except Exception:  # best effort: the registry will expire it anyway
-                LOG.warning("could not unregister host %s on stop", host, exc_info=True)
+        # Under the announce lock: a register() whose announcement is on its way finishes first,
+        # so the withdrawals below are the last word (and later ones find it stopped).
+        with self._announce_lock:
+            with self._state_lock:
+                if not self._started:
+                    return
+                hosts = list(self._registrations)
+                self._registrations.clear()
+                self._started = False
+            for host in hosts:
+                try:
+                    self._withdraw(host)
+                except Exception:  # best effort: the registry will expire it anyway
+                    LOG.warning("could not unregister host %s on stop", host, exc_info=True)
         self._close()
 
     def __enter__(self):
@@ -130,8 +133,8 @@ class Matchmaker(abc.ABC):
         """Declare that ``host`` serves ``topic``, visible to lookups at once."""
         validate_name("topic", topic)
         validate_name("host", host)
-        self._require_started()
         with self._announce_lock:
+            self._require_started()  # under the lock: stop() may have run since the call began
             with self._state_lock:
                 topics = self._registrations.get(host, frozenset())
                 if topic in topics:
@@ -145,8 +148,8 @@ class Matchmaker(abc.ABC):
         """Withdraw ``host`` from ``topic`` at once; unknown pairs are ignored."""
         validate_name("topic", topic)
         validate_name("host", host)
-        self._require_started()
         with self._announce_lock:
+            self._require_started()
             with self._state_lock:
                 topics = self._registrations.get(host)
                 if topics is None or topic not in topics:

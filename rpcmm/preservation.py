@@ -11,7 +11,8 @@ for good. Here nothing is remembered between sweeps except when the hold began:
 
 - the threshold is recomputed at every sweep from the table as it is (``fraction`` of the hosts
   expired or overdue within the last TTL window, or no heartbeat at all from anyone for two
-  heartbeat intervals);
+  of the shortest heartbeat intervals and for twice the gap the hosts not overdue leave
+  between their heartbeats, all together);
 - the state clears by itself as soon as heartbeats return, since overdue hosts then refresh;
 - a hold never lasts longer than ``max_hold`` seconds: then the overdue hosts expire anyway
   (loudly), so real deaths are never hidden for more than that.
@@ -87,9 +88,12 @@ class ExpiryGuard:
             return True
         # Nobody at all was heard for two heartbeat intervals, while normally some host speaks
         # every fraction of an interval: it is the registry that is cut off.
-        if table.last_heard is None or now - table.last_heard <= 2 * table.min_interval():
+        silence = None if table.last_heard is None else now - table.last_heard
+        if silence is None or silence <= 2 * table.min_interval():
             return False
-        # The shortest interval may be that of a host now overdue (a lone fast host that died):
-        # judge the silence by the hosts still expected to speak.
-        expected = table.min_interval_excluding(set(overdue))
-        return expected is not None and now - table.last_heard > 2 * expected
+        # The shortest interval may be that of a host now overdue (a lone fast host that died
+        # among slow ones, whose quiet stretches are then normal): the silence must also be
+        # long for the hosts still expected to speak, all of them together (a thousand slow
+        # hosts speak often between them; five do not).
+        rate = table.heartbeat_rate_excluding(set(overdue))
+        return rate > 0 and silence > 2 / rate

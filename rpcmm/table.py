@@ -241,10 +241,10 @@ class RegistryTable:
         """The shortest heartbeat interval of any host (0.0 for an empty table)."""
         return self._timing_extremes()[1]
 
-    def min_interval_excluding(self, hosts):
-        """The shortest heartbeat interval of the hosts not in ``hosts`` (a set), or None if
-        there are none. A scan: for the rare sweep that needs it, not for every one."""
-        return min((e.interval for h, e in self._hosts.items() if h not in hosts), default=None)
+    def heartbeat_rate_excluding(self, hosts):
+        """Heartbeats a second the hosts not in ``hosts`` (a set) send between them (the sum
+        of 1/interval). A scan: for the rare sweep that needs it, not for every one."""
+        return sum(1.0 / e.interval for h, e in self._hosts.items() if h not in hosts)
 
     def _timing_extremes(self):
         """(max ttl, min interval), scanned once and kept until a host joins, leaves or changes

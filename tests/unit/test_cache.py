@@ -84,6 +84,26 @@ def test_a_topic_whose_last_host_left_is_cached_again():
     assert cache.stale("t") == ()
 
 
+def test_an_emptied_topic_is_taken_when_the_change_was_missed_once_the_entry_is_not_fresh():
+    cache = LookupCache(max_age=1.0, live_max_age=10.0)
+    cache.put("t", ("h1",), now=0.0, epoch=7, version=5)  # then h1 leaves; no delta reaches us
+    cache.put("t", (), now=0.5, epoch=7, version=0)  # while fresh, the entry is taken as newer
+    assert cache.fresh("t", now=0.5) == ("h1",)
+    cache.put("t", (), now=1.5, epoch=7, version=0)  # past its freshness: the topic emptied since
+    assert cache.fresh("t", now=1.6) == () and cache.stale("t") == ()
+
+
+def test_cap_keeps_answers_but_no_longer_than_max_age():
+    cache = LookupCache(max_age=1.0, live_max_age=10.0)
+    cache.put("live", ("h1",), now=0.0, epoch=7, version=1, live=True)
+    cache.put("plain", ("h2",), now=0.0)
+    cache.cap(now=0.5)
+    assert cache.fresh("live", now=1.4) == ("h1",) and cache.fresh("live", now=1.5) is None
+    assert cache.fresh("plain", now=0.9) == ("h2",)  # already within max_age: unchanged
+    assert cache.apply_delta(Delta(7, 2, 1, "live", ("h3",)), now=2.0, live=False) is Applied.APPLIED
+    assert cache.fresh("live", now=2.9) == ("h3",) and cache.fresh("live", now=3.0) is None
+
+
 def test_an_answer_older_than_a_change_seen_while_its_entry_was_gone_is_not_live():
     # The entry was invalidated (this process registered) while the feed still follows the
     # topic; a change lands between the registry's answer and the answer being stored.

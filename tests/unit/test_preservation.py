@@ -55,6 +55,14 @@ def test_a_lone_fast_host_that_dies_expires_on_time_among_slow_ones(table):
     assert guard.sweep(table, 3.0) == ["fast"] and not guard.degraded
 
 
+def test_a_registry_cut_off_from_a_mixed_fleet_holds_its_fast_hosts(table):
+    # A hundred slow hosts speak every 0.3 s between them: 3 s of silence is the registry's.
+    guard = ExpiryGuard(fraction=0.5, min_hosts=5)
+    fill(table, 100, now=0.0, interval=30.0, ttl=90.0, prefix="slow")
+    fill(table, 10, now=0.0, interval=1.0, ttl=3.0, prefix="fast")
+    assert guard.sweep(table, 3.0) == [] and guard.degraded and len(table) == 110
+
+
 def test_the_hold_never_lasts_beyond_max_hold(table):
     guard = ExpiryGuard(fraction=0.5, min_hosts=5, max_hold=5.0)
     fill(table, 10, now=0.0)

@@ -223,3 +223,30 @@ def test_concurrent_registrations_reach_the_registry_in_the_order_they_were_made
     beats = [m for m in fake.casts if isinstance(m, Heartbeat)]
     # Each carries the whole set: the last to arrive must be the newest, {a, b}, not {a}.
     assert [b.states[0].topics for b in beats] == [("a",), ("a", "b")]
+
+
+def test_stop_waits_for_an_announcement_on_its_way_so_its_withdrawal_is_the_last_word(make, fake):
+    import threading
+    import time
+
+    mm = make()
+    entered, release = threading.Event(), threading.Event()
+    cast = fake.cast
+
+    def slow_first_cast(message):
+        if not entered.is_set():
+            entered.set()
+            release.wait(5)
+        return cast(message)
+
+    fake.cast = slow_first_cast
+    registering = threading.Thread(target=mm.register, args=("a", "h"))
+    registering.start()
+    assert entered.wait(5)
+    stopping = threading.Thread(target=mm.stop)
+    stopping.start()
+    time.sleep(0.2)  # stop() goes as far as it may
+    release.set()
+    registering.join(5)
+    stopping.join(5)
+    assert [type(m).__name__ for m in fake.casts] == ["Heartbeat", "Unregister"]
