@@ -196,40 +196,12 @@ def test_a_start_that_fails_half_way_releases_what_it_made(context, monkeypatch)
     assert not terminated.is_alive()
 
 
-def test_concurrent_registrations_reach_the_registry_in_the_order_they_were_made(make, fake):
+def _race_with_a_held_announcement(mm, fake, other):
+    """Register ``a`` for ``h`` in a thread whose announcement is held up on its way out, run
+    ``other`` in a second thread meanwhile (it goes as far as it may), then let both finish."""
     import threading
     import time
 
-    mm = make()
-    entered, release = threading.Event(), threading.Event()
-    cast = fake.cast
-
-    def slow_first_cast(message):  # the first announcement is held up on its way out
-        if not entered.is_set():
-            entered.set()
-            release.wait(5)
-        return cast(message)
-
-    fake.cast = slow_first_cast
-    first = threading.Thread(target=mm.register, args=("a", "h"))
-    first.start()
-    assert entered.wait(5)
-    second = threading.Thread(target=mm.register, args=("b", "h"))
-    second.start()
-    time.sleep(0.2)  # the second goes as far as it may
-    release.set()
-    first.join(5)
-    second.join(5)
-    beats = [m for m in fake.casts if isinstance(m, Heartbeat)]
-    # Each carries the whole set: the last to arrive must be the newest, {a, b}, not {a}.
-    assert [b.states[0].topics for b in beats] == [("a",), ("a", "b")]
-
-
-def test_stop_waits_for_an_announcement_on_its_way_so_its_withdrawal_is_the_last_word(make, fake):
-    import threading
-    import time
-
-    mm = make()
     entered, release = threading.Event(), threading.Event()
     cast = fake.cast
 
@@ -240,13 +212,26 @@ def test_stop_waits_for_an_announcement_on_its_way_so_its_withdrawal_is_the_last
         return cast(message)
 
     fake.cast = slow_first_cast
-    registering = threading.Thread(target=mm.register, args=("a", "h"))
-    registering.start()
+    first = threading.Thread(target=mm.register, args=("a", "h"))
+    first.start()
     assert entered.wait(5)
-    stopping = threading.Thread(target=mm.stop)
-    stopping.start()
-    time.sleep(0.2)  # stop() goes as far as it may
+    second = threading.Thread(target=other)
+    second.start()
+    time.sleep(0.2)
     release.set()
-    registering.join(5)
-    stopping.join(5)
+    first.join(5)
+    second.join(5)
+
+
+def test_concurrent_registrations_reach_the_registry_in_the_order_they_were_made(make, fake):
+    mm = make()
+    _race_with_a_held_announcement(mm, fake, lambda: mm.register("b", "h"))
+    beats = [m for m in fake.casts if isinstance(m, Heartbeat)]
+    # Each carries the whole set: the last to arrive must be the newest, {a, b}, not {a}.
+    assert [b.states[0].topics for b in beats] == [("a",), ("a", "b")]
+
+
+def test_stop_waits_for_an_announcement_on_its_way_so_its_withdrawal_is_the_last_word(make, fake):
+    mm = make()
+    _race_with_a_held_announcement(mm, fake, mm.stop)
     assert [type(m).__name__ for m in fake.casts] == ["Heartbeat", "Unregister"]
