@@ -91,7 +91,8 @@ class LookupCache:
     def put(self, topic, hosts, now, epoch=0, version=0, live=False):
         """Store a lookup answer, unless the cache already holds a newer version of it.
 
-        A registry forgets the version of a topic left with no hosts (it answers version 0),
+        A registry forgets the version of a topic left with no hosts (it answers version 0)
+        once many other topics have emptied since (see RegistryTable.drain_changes),
         so an empty answer at version 0 is taken when the cache's newer entry is empty too (the
         same answer) or no longer fresh (the topic emptied since, and the change was missed, or
         this cache does not follow the feed): refusing it would leave the topic uncached, and its

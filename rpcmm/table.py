@@ -35,6 +35,10 @@ def _utf8_length(name):
     return len(name) if name.isascii() else len(name.encode())
 
 
+#: Emptied topics whose last version a table keeps (see RegistryTable.drain_changes).
+_EMPTIED_KEPT = 65_536
+
+
 class Change(enum.Enum):
     """What a heartbeat did to the table."""
 
@@ -100,6 +104,11 @@ class RegistryTable:
         self._by_topic = {}  # topic -> {host: None}, insertion-ordered
         self._answers = {}  # topic -> tuple of hosts, rebuilt lazily after a change
         self._versions = {}  # topic -> sequence number of its last change
+        # topic -> the last version of a topic left with no hosts, the most recent _EMPTIED_KEPT:
+        # when it gets hosts again, its DELTA follows that version, and a client that applied
+        # the emptying one applies it in turn instead of seeing a gap and looking it up (every
+        # follower of a singleton service's topic, at each of its restarts).
+        self._emptied = {}
         self._changed = {}  # topic -> its version before the first change since drain_changes()
         #: The sequence number of the last change to any topic.
         self.seq = 0
@@ -256,20 +265,25 @@ class RegistryTable:
         return self._timing
 
     def version(self, topic):
-        """The sequence number of ``topic``'s last change (0 if it never had hosts)."""
-        return self._versions.get(topic, 0)
+        """The sequence number of ``topic``'s last change (0 if it never had hosts, or lost them
+        long enough ago: see drain_changes)."""
+        return self._versions.get(topic) or self._emptied.get(topic, 0)
 
     def drain_changes(self):
         """The topics changed since the last call: a list of ``(topic, previous, version)``."""
         changed, self._changed = self._changed, {}
         versions = self._versions
         changes = [(topic, previous, versions[topic]) for topic, previous in changed.items()]
-        # A topic left with no hosts forgets its version (it reads 0 again), so topics that come
-        # and go cannot grow the table without bound. Versions are drawn from one sequence, so
-        # a topic that comes back still gets a version above any it had.
+        # A topic left with no hosts moves its version to _emptied, of bounded size (then it
+        # reads 0 again), so topics that come and go cannot grow the table without bound.
+        # Versions are drawn from one sequence, so a topic that comes back still gets a version
+        # above any it had.
+        emptied = self._emptied
         for topic, _, _ in changes:
             if topic not in self._by_topic:
-                del versions[topic]
+                emptied[topic] = versions.pop(topic)
+                if len(emptied) > _EMPTIED_KEPT:
+                    del emptied[next(iter(emptied))]  # the longest emptied
         return changes
 
     def hosts_for(self, topic):
@@ -366,7 +380,10 @@ class RegistryTable:
     def _touch(self, topic):
         self._answers.pop(topic, None)
         versions = self._versions
+        previous = versions.get(topic)
+        if previous is None:
+            previous = self._emptied.pop(topic, 0)
         if topic not in self._changed:
-            self._changed[topic] = versions.get(topic, 0)
+            self._changed[topic] = previous
         self.seq += 1
         versions[topic] = self.seq

@@ -123,14 +123,29 @@ def test_a_peer_table_loads_with_its_ages_and_never_overrides_fresher_news(table
     assert table.expire(10.99) == [] and table.expire(11.0) == ["h2"]  # 2 s old + 3 s TTL
 
 
-def test_topics_that_empty_forget_their_version_but_versions_never_go_back(table):
+def test_a_topic_that_empties_and_refills_follows_its_last_version(table):
     table.heartbeat("h", ("gone",), 1.0, 3.0, now=0.0)
-    first = table.version("gone")
-    table.remove("h")
     table.drain_changes()
-    assert table.version("gone") == 0 and "gone" not in table._versions
+    table.remove("h")
+    [(_, _, emptied)] = table.drain_changes()
+    assert table.version("gone") == emptied and "gone" not in table._versions
     table.heartbeat("h", ("gone",), 1.0, 3.0, now=1.0)
-    assert table.version("gone") > first
+    # The refill's DELTA follows the emptying one: a follower that applied it sees no gap.
+    assert table.drain_changes() == [("gone", emptied, table.version("gone"))]
+    assert table.version("gone") > emptied
+
+
+def test_emptied_topics_keep_their_versions_only_up_to_a_bound(table, monkeypatch):
+    from rpcmm import table as table_module
+
+    monkeypatch.setattr(table_module, "_EMPTIED_KEPT", 3)
+    for i in range(5):
+        table.heartbeat("h", (f"t{i}",), 1.0, 3.0, now=0.0)
+        table.remove("h")
+        table.drain_changes()
+    assert [table.version(f"t{i}") > 0 for i in range(5)] == [False, False, True, True, True]
+    table.heartbeat("h", ("t0",), 1.0, 3.0, now=1.0)  # forgotten: a fresh start, never backwards
+    assert table.drain_changes() == [("t0", 0, table.seq)]
 
 
 def test_sweeps_skip_the_scan_until_the_earliest_deadline_but_never_miss_one(table):
