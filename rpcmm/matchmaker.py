@@ -72,6 +72,9 @@ class Matchmaker(abc.ABC):
         # read, or an older set sent last undoes a newer one until the next beat (or the TTL).
         self._announce_lock = self.runtime.lock()
         self._registrations = {}  # host -> frozenset of topics
+        # host -> until when (monotonic) this process's own lookups leave it out: it withdrew
+        # the host's last topic, and the registries may not have handled that yet.
+        self._withdrawn = {}
         self._rotations = {}  # topic -> itertools.count, for strict round robin
         self._started = False
         self._heart = None
@@ -105,6 +108,7 @@ class Matchmaker(abc.ABC):
                     return
                 hosts = list(self._registrations)
                 self._registrations.clear()
+                self._withdrawn = {}
                 self._started = False
             for host in hosts:
                 try:
@@ -141,6 +145,7 @@ class Matchmaker(abc.ABC):
                     return
                 topics = topics | {topic}
                 self._registrations[host] = topics
+                self._withdrawn.pop(host, None)
             self._announce(host, topics)
         self._own_registrations_changed(topic)
 
@@ -159,6 +164,9 @@ class Matchmaker(abc.ABC):
                     self._registrations[host] = topics
                 else:
                     del self._registrations[host]
+                    now = self.clock.monotonic()
+                    self._withdrawn = {h: t for h, t in self._withdrawn.items() if t > now}
+                    self._withdrawn[host] = now + self.timing.ttl
             if topics:
                 self._announce(host, topics)
             else:
@@ -275,11 +283,16 @@ class Matchmaker(abc.ABC):
         """``hosts`` corrected by what this process itself registered: its hosts that serve
         ``topic`` are in, its hosts that no longer do are out. A backend whose registrations
         travel as casts uses this so that a process sees its own changes at once, even before
-        the registry has handled them."""
-        if not self._registrations:
+        the registry has handled them. A host whose last topic it withdrew is left out of every
+        answer for a TTL (by then the registries have dropped it anyway)."""
+        if not self._registrations and not self._withdrawn:
             return hosts
-        with self._state_lock:  # register() and unregister() in other threads change it
+        with self._state_lock:  # register() and unregister() in other threads change them
             registrations = dict(self._registrations)
-        kept = tuple(h for h in hosts if h not in registrations or topic in registrations[h])
+            now = self.clock.monotonic()
+            withdrawn = {h for h, until in self._withdrawn.items() if until > now}
+            if len(withdrawn) < len(self._withdrawn):  # forget the expired ones
+                self._withdrawn = {h: self._withdrawn[h] for h in withdrawn}
+        kept = tuple(h for h in hosts if h not in withdrawn and (h not in registrations or topic in registrations[h]))
         added = tuple(h for h, topics in registrations.items() if topic in topics and h not in kept)
         return kept + added

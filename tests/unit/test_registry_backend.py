@@ -196,6 +196,20 @@ def test_a_start_that_fails_half_way_releases_what_it_made(context, monkeypatch)
     assert not terminated.is_alive()
 
 
+def test_a_host_whose_last_topic_this_process_withdrew_leaves_its_own_answers_at_once(make, fake, clock):
+    mm = make(timing=HeartbeatTiming(1.0, 3.0))
+    mm.register("t", "mine")
+    fake.answers["t"] = ("mine", "other")  # the registry has not handled the UNREGISTER yet
+    mm.unregister("t", "mine")
+    assert mm.hosts("t") == ("other",)
+    clock.advance(1.0)  # the cache's age: ask again
+    assert mm.hosts("t") == ("other",)
+    clock.advance(3.0)  # a TTL later the registry's answer is trusted as it is
+    assert mm.hosts("t") == ("mine", "other")
+    mm.register("t", "mine")  # and registering it again brings it back at once
+    assert mm.hosts("t") == ("mine", "other")
+
+
 def _race_with_a_held_announcement(mm, fake, other):
     """Register ``a`` for ``h`` in a thread whose announcement is held up on its way out, run
     ``other`` in a second thread meanwhile (it goes as far as it may), then let both finish."""
