@@ -47,9 +47,11 @@ def load_cache(path, wall_clock=time.time):
             document = json.load(f)
     except FileNotFoundError:
         return {}, None
-    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
-        LOG.warning("ignoring the cache file %s: %s", path, type(exc).__name__ if isinstance(exc, RecursionError)
-                    else exc)
+    except (OSError, ValueError) as exc:
+        LOG.warning("ignoring the cache file %s: %s", path, exc)
+        return {}, None
+    except RecursionError:
+        LOG.warning("ignoring the cache file %s: JSON nested too deep", path)
         return {}, None
     if not isinstance(document, dict) or document.get("format") != _FORMAT or not isinstance(
             document.get("topics"), dict):

@@ -287,12 +287,15 @@ class Matchmaker(abc.ABC):
         answer for a TTL (by then the registries have dropped it anyway)."""
         if not self._registrations and not self._withdrawn:
             return hosts
-        with self._state_lock:  # register() and unregister() in other threads change them
-            registrations = dict(self._registrations)
-            now = self.clock.monotonic()
-            withdrawn = {h for h, until in self._withdrawn.items() if until > now}
-            if len(withdrawn) < len(self._withdrawn):  # forget the expired ones
-                self._withdrawn = {h: self._withdrawn[h] for h in withdrawn}
-        kept = tuple(h for h in hosts if h not in withdrawn and (h not in registrations or topic in registrations[h]))
-        added = tuple(h for h, topics in registrations.items() if topic in topics and h not in kept)
+        # Under the lock (register() and unregister() in other threads change both), without
+        # copying: this runs on every lookup a process with registrations makes to a registry.
+        with self._state_lock:
+            registrations = self._registrations
+            if self._withdrawn:
+                now = self.clock.monotonic()
+                self._withdrawn = {h: until for h, until in self._withdrawn.items() if until > now}
+            withdrawn = self._withdrawn
+            kept = tuple(h for h in hosts
+                         if h not in withdrawn and (h not in registrations or topic in registrations[h]))
+            added = tuple(h for h, topics in registrations.items() if topic in topics and h not in kept)
         return kept + added

@@ -27,13 +27,16 @@ receive that topic's RPCs. A policy file is JSON::
   registry's table at once: beyond it a new host is refused, while the ones it holds keep
   refreshing. A host counts against the key that registered it first, until it leaves the
   table (unregistered, expired or dropped); hosts a registry loaded from a peer at warm-up
-  count against nobody. Without ``max_hosts`` a key is limited only by the registry's own
-  cap on its table (``--max-registrations``), which every key shares: a quota keeps one key,
-  compromised or misconfigured with a wide ``hosts`` pattern, from filling it for the others.
+  count against the first key with a quota that refreshes them. Without ``max_hosts`` a key
+  is limited only by the registry's own cap on its table (``--max-registrations``), which
+  every key shares: a quota keeps one key, compromised or misconfigured with a wide ``hosts``
+  pattern, from filling it for the others.
+- A key may report hosts unreachable (SUSPECT) only if it is granted some ``hosts``.
 - Lookups are not governed here: any peer that got through CURVE may look up.
 
-Decisions are cached per ``(key, host, topics)`` in a bounded dict: a host heartbeats the same
-state every interval, so the registry's hot path pays one dict lookup per host record.
+Decisions are cached per ``(key, host, topics)`` in a dict bounded by decisions and by the
+names they hold (see :meth:`TopicPolicy.check_heartbeat`): a host heartbeats the same state
+every interval, so the registry's hot path pays one dict lookup per host record.
 """
 
 import dataclasses

@@ -38,13 +38,14 @@ def test_a_change_reaches_a_subscribed_cache_within_milliseconds(start_server, s
     assert client._feed.stats["deltas"] >= 5 and client._feed.stats["gaps"] == 0
 
 
-def test_if_the_live_feed_dies_its_answers_stop_being_trusted(start_server, seed_for, matchmakers, caplog):
+def test_if_the_live_feed_dies_its_answers_stop_being_trusted(start_server, seed_for, matchmakers, clock):
     server = start_server(tick_interval=0.05)
     seed = seed_for(server)
     host_side = matchmakers(seed, live=False)
     host_side.register("t", "h1")
     host_side.start_heartbeat()  # h1 stays registered (FAST timing: a 0.3 s TTL)
-    client = matchmakers(seed, cache_max_age=1.0, live_max_age=60.0)
+    # The client's cache and feed read an injected clock: the answers' ages are the test's to set.
+    client = matchmakers(seed, cache_max_age=1.0, live_max_age=60.0, clock=clock)
     wait_for(lambda: client.hosts("t") == ("h1",))
     wait_for(lambda: client._feed.live_epoch == server.epoch and client.cache._entries["t"][3] == server.epoch)
     lookups = server.stats.lookups
@@ -54,7 +55,8 @@ def test_if_the_live_feed_dies_its_answers_stop_being_trusted(start_server, seed
 
     client._feed._check_liveness = broken  # the feed's thread dies on its next pass
     wait_for(lambda: client._feed.live_epoch is None, timeout=5)
-    time.sleep(1.1)  # past max_age: a live answer would still be fresh, a plain one is not
+    assert client.hosts("t") == ("h1",) and server.stats.lookups == lookups  # within max_age: cached
+    clock.advance(1.0)  # past max_age: a live answer would still be fresh, a plain one is not
     assert client.hosts("t") == ("h1",) and server.stats.lookups == lookups + 1
 
 
@@ -130,7 +132,7 @@ def test_a_silenced_table_is_held_and_every_answer_says_degraded(start_server, s
     assert len(server.table) == 10
 
 
-def test_a_degraded_registrys_feed_does_not_keep_answers_live(start_server, seed_for, matchmakers):
+def test_a_degraded_registrys_feed_does_not_keep_answers_live(start_server, seed_for, matchmakers, clock):
     server = start_server(guard=ExpiryGuard(fraction=0.5, min_hosts=5, max_hold=30.0), sweep_interval=0.02,
                           tick_interval=0.05)
     seed = seed_for(server)
@@ -139,15 +141,16 @@ def test_a_degraded_registrys_feed_does_not_keep_answers_live(start_server, seed
         host_side.register("t", f"h{i}")
     host_side.start_heartbeat()
     wait_for(lambda: len(server.table) == 10)
-    client = matchmakers(seed, cache_max_age=0.5, live_max_age=60.0)
+    client = matchmakers(seed, cache_max_age=0.5, live_max_age=60.0, clock=clock)  # ages: the test's
     wait_for(lambda: len(client.hosts("t")) == 10 and client._feed.live_epoch == server.epoch)
     client.cache.invalidate("t")
     assert len(client.hosts("t")) == 10  # stored live: fresh for a minute while the registry is UP
     host_side.stop_heartbeat()  # as if the registry had been cut off from every host
     wait_for(lambda: server.state is State.DEGRADED, timeout=5)
+    wait_for(lambda: not client._feed._source_up, timeout=5)  # its feed has said so
     lookups = server.stats.lookups
-    time.sleep(0.7)  # past max_age, and a few DEGRADED ticks later
-    assert len(client.hosts("t")) == 10 and server.stats.lookups > lookups  # asked again
+    clock.advance(0.5)  # past max_age: a live answer would still be fresh, a plain one is not
+    assert len(client.hosts("t")) == 10 and server.stats.lookups == lookups + 1  # asked again
 
 
 def test_reports_from_two_clients_drop_a_host_early_but_one_cannot(start_server, seed_for, matchmakers):
