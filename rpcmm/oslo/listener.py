@@ -17,6 +17,15 @@ one of two things happens to it:
 
 Replies do not go back through the listener's socket (only its reading task may touch it):
 they go through the driver's :class:`~rpcmm.oslo.peers.Outbox` to the caller's reply address.
+
+Stopping drains. A peer that looked the topic up a moment ago still sends here after the
+listener unregistered (until the registry's change reaches its cache, milliseconds over the
+live feed), and nothing would bring those messages back once the socket closes: unlike a
+broker's queue, the socket is the only copy. So :meth:`ZmqListener.stop` unregisters first,
+goes on receiving and delivering until nothing has arrived for :data:`DRAIN_QUIET` seconds
+(at most ``stop_drain_timeout``), and only then closes the socket. oslo's ``stop()`` thus
+returns once callers have moved on, and its ``wait()`` lets the executor finish what the
+drain delivered: a rolling restart loses no call or cast sent to a server that stops cleanly.
 """
 
 import collections
@@ -38,6 +47,12 @@ LOG = logging.getLogger(__name__)
 
 #: Seconds poll() waits before returning nothing from a listener the transport cleaned up.
 _STOPPED_POLL_PAUSE = 0.1
+#: A stopping listener closes its socket once nothing arrived for this long after it
+#: unregistered: long enough for the registry's change to reach peers' caches over the live
+#: feed (milliseconds), and for the requests they sent just before to arrive.
+DRAIN_QUIET = 0.25
+#: How long a cleanup waits for a stop in progress in another thread.
+_TEARDOWN_WAIT = 10.0
 
 
 class ZmqIncomingMessage(base.RpcIncomingMessage):
@@ -96,10 +111,12 @@ class ZmqListener(base.PollStyleListener):
     ``host_for(address)`` (the listener's own address, or a notification pool member's name).
 
     Lifecycle: :meth:`start` (the driver calls it) binds, registers, and waits (at most
-    ``lookup_timeout``) until lookups see the registration; :meth:`stop`
-    unregisters at once, stops the socket, and makes :meth:`poll` return what is queued
-    without blocking; :meth:`cleanup` does the same if stop was not called. Thread-safe: poll
-    runs in oslo's listener thread, stop in another.
+    ``lookup_timeout``) until lookups see the registration; :meth:`stop` unregisters at once,
+    drains (see the module docstring: it returns after at least :data:`DRAIN_QUIET` and at most
+    ``stop_drain_timeout`` seconds), stops the socket, and makes :meth:`poll` return what is
+    queued without blocking; :meth:`cleanup` does the same without draining, and cuts short a
+    drain in progress (the transport is going away). Thread-safe: poll runs in oslo's listener
+    thread, stop in another.
     """
 
     def __init__(self, context, runtime, matchmaker, outbox, topics, host_for,
@@ -110,14 +127,22 @@ class ZmqListener(base.PollStyleListener):
         self._topics = frozenset(topics)
         self._host_for = host_for
         self._backlog = options.listener_backlog
+        self._drain_timeout = options.stop_drain_timeout
         self._confirm_timeout = options.lookup_timeout
         self._name = name
         # threading's Condition is green once eventlet has patched the process, like the lock.
         self._ready = threading.Condition(runtime.lock())
         self._queue = collections.deque()
         self._push = None  # set by push_to(): then messages skip the queue
-        self._stopped = False
+        self._leaving = False  # a teardown began: unregistering, then draining
+        self._drain_cut = False  # cleanup() wants the drain over now
+        self._torn_down = runtime.event()  # the teardown finished: the socket is closed
+        self._stopped = False  # nothing more is delivered (after the drain)
         self._cleaned_up = False  # cleanup() ran: see poll()
+        # When the last message arrived and how many came, for the drain (plain fields: the
+        # receiving task writes them, the stopping thread only reads).
+        self._last_arrival = 0.0
+        self._arrivals = 0
         self._registered = []
         #: Messages received and dropped (malformed, not ours, backlog full); a plain counter.
         self.dropped = 0
@@ -139,7 +164,7 @@ class ZmqListener(base.PollStyleListener):
                 self._matchmaker.register(topic, host)
                 self._registered.append((topic, host))
         except Exception:
-            self._teardown()
+            self._teardown(drain=False)  # it never served: nothing to drain
             raise
         self._await_visible(host)
         LOG.debug("%s listening on %s for %s", self._name, self.address, sorted(self._topics))
@@ -167,7 +192,7 @@ class ZmqListener(base.PollStyleListener):
             if not pending or remaining <= 0:
                 break
             with self._ready:  # an interruptible pause: stop() wakes it
-                if self._stopped:
+                if self._leaving:
                     return
                 self._ready.wait(min(pause, remaining))
             pause = min(pause * 2, 0.05)
@@ -177,6 +202,8 @@ class ZmqListener(base.PollStyleListener):
     # -- the receiver's task -----------------------------------------------------------------
 
     def _accept(self, frames):
+        self._last_arrival = time.monotonic()
+        self._arrivals += 1
         try:
             request = wire.decode(frames)
         except ProtocolError:
@@ -265,25 +292,64 @@ class ZmqListener(base.PollStyleListener):
         return True
 
     def stop(self):
-        self._teardown()
+        self._teardown(drain=True)
 
     def cleanup(self):
         self._cleaned_up = True
-        self._teardown()
+        self._teardown(drain=False)
 
-    def _teardown(self):
+    def _teardown(self, drain):
+        """Unregister, drain if asked (not from the receiving task: it would wait for
+        messages only that task can read), stop delivering, close the socket. One thread does
+        it; another that comes meanwhile waits for it to finish, and a cleanup cuts its drain
+        short."""
+        inside = self._receiver.in_reading_task()
         with self._ready:
-            if self._stopped:
-                return
-            self._stopped = True
+            first = not self._leaving
+            self._leaving = True
+            if not drain:
+                self._drain_cut = True
             self._ready.notify_all()
-        registered, self._registered = self._registered, []
-        for topic, host in registered:
-            try:
-                self._matchmaker.unregister(topic, host)
-            except Exception:  # best effort: the registry expires it within its TTL anyway
-                LOG.warning("%s: could not unregister %s", self._name, topic, exc_info=True)
-        self._receiver.stop()
+        if not first:
+            if not inside and not self._torn_down.wait(_TEARDOWN_WAIT):
+                LOG.error("%s: the stop in progress did not finish within %gs", self._name, _TEARDOWN_WAIT)
+            return
+        try:
+            registered, self._registered = self._registered, []
+            for topic, host in registered:
+                try:
+                    self._matchmaker.unregister(topic, host)
+                except Exception:  # best effort: the registry expires it within its TTL anyway
+                    LOG.warning("%s: could not unregister %s", self._name, topic, exc_info=True)
+            if drain and self._drain_timeout > 0 and not inside:
+                self._drain()
+            with self._ready:
+                self._stopped = True
+                self._ready.notify_all()
+            self._receiver.stop()
+        finally:
+            self._torn_down.set()
+
+    def _drain(self):
+        """Go on receiving until nothing arrived for DRAIN_QUIET seconds, or for at most
+        ``stop_drain_timeout`` (see the module docstring), or until a cleanup cuts it short."""
+        started = time.monotonic()
+        deadline = started + self._drain_timeout
+        arrivals = self._arrivals
+        with self._ready:
+            while not self._drain_cut:
+                now = time.monotonic()
+                until = min(max(started, self._last_arrival) + DRAIN_QUIET, deadline)
+                if now >= until:
+                    break
+                self._ready.wait(until - now)
+        now, drained = time.monotonic(), self._arrivals - arrivals
+        if now >= deadline and now - self._last_arrival < DRAIN_QUIET:
+            LOG.warning("%s: still receiving %.1fs after unregistering (%d messages since); closing: "
+                        "peers still sending here may time out", self._name, now - started, drained)
+        else:
+            LOG.debug("%s: drained %d messages in %.3fs after unregistering", self._name, drained,
+                      now - started)
 
 
 class PushListener(base.Listener):

@@ -113,6 +113,15 @@ OPTS = [
         "servers and plain notification listeners hand each message to oslo.messaging's "
         "executor as it arrives, and its queue is oslo.messaging's to bound.",
     ),
+    cfg.FloatOpt(
+        "stop_drain_timeout",
+        default=2.0,
+        min=0.0,
+        help="Longest time (seconds) a stopping RPC server or notification listener goes on "
+        "receiving after it unregistered, so that what peers sent before they saw it leave "
+        "is still handled; it stops sooner, once nothing arrived for 0.25 s. 0 closes the "
+        "socket at once, losing what is on its way.",
+    ),
 ]
 
 

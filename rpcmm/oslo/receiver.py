@@ -83,6 +83,10 @@ class Receiver:
             raise self._start_error
         return self
 
+    def in_reading_task(self):
+        """True when called from the reading task (that is, from ``handle``)."""
+        return threading.get_ident() == self._reader_ident
+
     def stop(self):
         """Stop reading and close the socket; messages not yet read are discarded."""
         task, self._task = self._task, None
@@ -90,7 +94,7 @@ class Receiver:
             return
         # Called by the handler itself (e.g. an oslo server stopped from one of its own
         # callbacks): the token ends the loop once the handler returns; nothing to join.
-        inside = threading.get_ident() == self._reader_ident
+        inside = self.in_reading_task()
         zmq = self._runtime.zmq
         send_wake_token(self._context, zmq, zmq.DEALER, self._wake_address, self._token)
         if inside:

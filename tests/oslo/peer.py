@@ -2,8 +2,9 @@
 
     python tests/oslo/peer.py --url zmq://127.0.0.1:PORT/ --topic T --server NAME [--eventlet]
 
-Serves ``whoami`` (its server name), ``add`` and ``sleep`` on ``topic`` until SIGTERM, then
-stops cleanly. Prints ``ready`` once its server is registered. With ``--eventlet`` it
+Serves ``whoami`` (its server name), ``add``, ``sleep`` and the cast ``tick`` on ``topic``
+until SIGTERM, then stops cleanly. Prints ``ready`` once its server is registered, and
+``ticked N`` (the casts it processed) and ``stopped`` once it stopped. With ``--eventlet`` it
 monkey-patches first and uses oslo's eventlet executor, like an eventlet-based service.
 """
 
@@ -81,6 +82,7 @@ def main():
     server.stop()
     server.wait()
     transport.cleanup()
+    print(f"ticked {Service.ticks}", flush=True)  # casts it processed, for the caller's sums
     print("stopped", flush=True)
 
 

@@ -24,13 +24,18 @@ class Peer:
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr,
                                         text=True, cwd=os.path.dirname(PEER))
         self.ready = threading.Event()
+        #: The ``ticked N`` count it printed on a clean stop (None until then).
+        self.ticked = None
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self):
         for line in self.process.stdout:
-            if line.strip() == "ready":
+            line = line.strip()
+            if line == "ready":
                 self.ready.set()
+            elif line.startswith("ticked "):
+                self.ticked = int(line.split()[1])
 
     def wait_ready(self, timeout=20):
         assert self.ready.wait(timeout), "peer did not start"

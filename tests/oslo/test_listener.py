@@ -7,6 +7,8 @@ import time
 import pytest
 import zmq
 
+from rpcmm.oslo import listener as listener_module
+
 from rpcmm.oslo import wire
 from rpcmm.oslo.listener import PushListener, ZmqListener
 from rpcmm.oslo.peers import Outbox
@@ -20,24 +22,28 @@ TOPIC = "rpc/openstack/things"
 
 
 class RecordingMatchmaker:
-    """Records register/unregister; the listener needs nothing else."""
+    """Records register/unregister; the listener needs nothing else. ``on_unregister()`` runs
+    after each unregister (a peer that goes on sending before it hears of it)."""
 
     def __init__(self):
         self.registered = set()
+        self.on_unregister = lambda: None
 
     def register(self, topic, host):
         self.registered.add((topic, host))
 
     def unregister(self, topic, host):
         self.registered.discard((topic, host))
+        self.on_unregister()
 
 
 @pytest.fixture
 def make_listener(context):
     made, outbox = [], Outbox(context, THREADING, max_peers=4)
 
-    def make(backlog=100, host_for=lambda address: address):
-        conf = make_conf(listener_backlog=backlog)
+    def make(backlog=100, host_for=lambda address: address, drain=0.0):
+        # No drain unless a test asks: most tests stop listeners and would each wait for it.
+        conf = make_conf(listener_backlog=backlog, stop_drain_timeout=drain)
         listener = ZmqListener(context, THREADING, RecordingMatchmaker(), outbox, [TOPIC],
                                host_for, conf.rpcmm, "test-listener")
         made.append(listener)
@@ -235,3 +241,130 @@ def test_a_callback_may_stop_its_own_listener(make_listener, sender):
     sender(listener.address)(request(1))
     assert stopped.wait(5)
     wait_for(lambda: not listener._receiver._task, timeout=5)
+
+
+def _stream(send, first, stop, pause=0.02, most=500):
+    """Send requests ``first``, ``first + 1``, ... every ``pause`` seconds until ``stop`` is
+    set (at most ``most``); returns the thread and the list of numbers sent."""
+    sent = []
+
+    def run():
+        for n in range(first, first + most):
+            if stop.is_set():
+                return
+            send(request(n))
+            sent.append(n)
+            time.sleep(pause)
+
+    thread = threading.Thread(target=run)
+    return thread, sent
+
+
+def test_stop_goes_on_delivering_what_arrives_after_unregistering(make_listener, sender):
+    # A peer that has not yet heard of the unregistration keeps sending for a while: the
+    # stop delivers all of it, and returns once nothing has arrived for DRAIN_QUIET.
+    listener = make_listener(drain=10.0)
+    push = PushListener(listener)
+    got = []
+    push.start(got.extend)
+    send = sender(listener.address)
+    stop_streaming = threading.Event()
+    stream, sent = _stream(send, 1, stop_streaming)
+    listener._matchmaker.on_unregister = stream.start
+    # The stream stops itself after five messages sent after the unregistration.
+    threading.Thread(target=lambda: (wait_for(lambda: len(sent) >= 5, timeout=5), stop_streaming.set())).start()
+    push.stop()
+    stream.join(5)
+    assert listener._matchmaker.registered == set()
+    assert len(sent) >= 5
+    assert sorted(m.message["n"] for m in got) == sent
+
+
+def test_a_stop_with_nothing_arriving_returns_after_the_quiet_time(make_listener):
+    listener = make_listener(drain=10.0)
+    started = time.monotonic()
+    listener.stop()
+    assert listener_module.DRAIN_QUIET <= time.monotonic() - started < 10.0
+
+
+def test_a_drain_ends_at_its_timeout_however_busy_the_socket(make_listener, sender, caplog):
+    listener = make_listener(drain=0.5)
+    push = PushListener(listener)
+    got = []
+    push.start(got.extend)
+    stop_streaming = threading.Event()
+    stream, sent = _stream(sender(listener.address), 1, stop_streaming)
+    stream.start()
+    try:
+        wait_for(lambda: len(got) >= 1, timeout=5)
+        started = time.monotonic()
+        push.stop()
+        took = time.monotonic() - started
+    finally:
+        stop_streaming.set()
+        stream.join(5)
+    assert 0.5 <= took < 5.0
+    assert "still receiving" in caplog.text
+    delivered = len(got)
+    time.sleep(0.1)
+    assert len(got) == delivered  # nothing after stop returned
+
+
+def test_cleanup_cuts_a_drain_in_progress_short(make_listener, sender):
+    listener = make_listener(drain=30.0)
+    stop_streaming = threading.Event()
+    stream, _ = _stream(sender(listener.address), 1, stop_streaming)
+    stream.start()
+    stopper = threading.Thread(target=listener.stop)
+    try:
+        wait_for(lambda: listener._arrivals >= 1, timeout=5)
+        stopper.start()
+        wait_for(lambda: listener._leaving, timeout=5)
+        started = time.monotonic()
+        listener.cleanup()  # the transport goes away: no waiting out a 30 s drain
+        assert time.monotonic() - started < 5.0
+        stopper.join(5)
+        assert not stopper.is_alive()
+        assert listener._receiver._task is None
+    finally:
+        stop_streaming.set()
+        stream.join(5)
+
+
+def test_a_batch_listener_gets_what_arrives_while_it_drains(make_listener, sender):
+    # oslo's polling adapter (batch listeners): its thread polls until the drain is over.
+    from oslo_messaging._drivers import base
+
+    listener = make_listener(drain=10.0)
+    adapter = base.PollStyleListenerAdapter(listener, batch_size=2, batch_timeout=0.05)
+    got = []
+    adapter.start(got.extend)
+    stop_streaming = threading.Event()
+    stream, sent = _stream(sender(listener.address), 1, stop_streaming)
+    listener._matchmaker.on_unregister = stream.start
+    threading.Thread(target=lambda: (wait_for(lambda: len(sent) >= 5, timeout=5), stop_streaming.set())).start()
+    adapter.stop()
+    stream.join(5)
+    assert len(sent) >= 5
+    assert sorted(m.message["n"] for m in got) == sent
+
+
+def test_a_start_whose_registration_fails_unregisters_and_closes(context):
+    class FailingSecond(RecordingMatchmaker):
+        def register(self, topic, host):
+            if self.registered:
+                raise OSError("registry refused")
+            super().register(topic, host)
+
+    outbox = Outbox(context, THREADING, max_peers=4)
+    matchmaker = FailingSecond()
+    listener = ZmqListener(context, THREADING, matchmaker, outbox, [TOPIC, TOPIC + "2"], lambda a: a,
+                           make_conf(stop_drain_timeout=10.0).rpcmm, "test-listener")
+    try:
+        with pytest.raises(OSError, match="registry refused"):
+            listener.start()
+        assert matchmaker.registered == set()
+        assert listener._receiver._task is None
+    finally:
+        listener.cleanup()
+        outbox.close()

@@ -1,5 +1,6 @@
 """The driver between real processes: client and server apart, kill -9, eventlet, zmq://."""
 
+import collections
 import threading
 import time
 
@@ -90,3 +91,52 @@ def _answers(transport, topic):
         return call(transport, topic, timeout=0.5)
     except oslo_messaging.MessagingTimeout:
         return None
+
+
+def test_a_server_stopping_cleanly_loses_no_call_or_cast(transports, peers, url):
+    """A rolling restart: one of two servers of a topic stops (SIGTERM, oslo's stop and wait)
+    while callers and a caster keep the topic busy. Every call is answered and every cast is
+    processed by one of the two: the stopping server drains what was already on its way."""
+    leaving = peers(url, "rolling", "leaving")
+    peers(url, "rolling", "staying")
+    transport = transports.rpc()
+    assert {call(transport, "rolling") for _ in range(4)} == {"leaving", "staying"}
+    topic_client = oslo_messaging.get_rpc_client(transport, oslo_messaging.Target(topic="rolling"), timeout=3)
+    done, failures, answered, casts = threading.Event(), [], collections.Counter(), [0]
+    deadline = time.monotonic() + 30  # every loop below is bounded in time and in count
+
+    def caller():
+        for _ in range(20_000):
+            if done.is_set() or time.monotonic() > deadline:
+                return
+            try:
+                answered[topic_client.call({}, "whoami")] += 1
+            except Exception as exc:  # a MessagingTimeout is the failure this test looks for
+                failures.append(repr(exc))
+
+    def caster():
+        for _ in range(20_000):
+            if done.is_set() or time.monotonic() > deadline:
+                return
+            topic_client.cast({}, "tick")
+            casts[0] += 1
+            time.sleep(0.001)
+
+    workers = [threading.Thread(target=caller) for _ in range(4)] + [threading.Thread(target=caster)]
+    for worker in workers:
+        worker.start()
+    try:
+        wait_for(lambda: answered["leaving"] >= 50 and answered["staying"] >= 50, timeout=10)
+        leaving.stop()  # SIGTERM: the peer stops its server, waits for it, cleans up, exits
+        stopped_at = sum(answered.values())
+        wait_for(lambda: sum(answered.values()) >= stopped_at + 200, timeout=10)  # life goes on
+    finally:
+        done.set()
+        for worker in workers:
+            worker.join(10)
+    assert failures == []
+    assert leaving.ticked is not None and leaving.ticked > 0
+    staying = oslo_messaging.get_rpc_client(
+        transport, oslo_messaging.Target(topic="rolling", server="staying"), timeout=3)
+    # Casts run concurrently in the executor: the last few may still be running.
+    wait_for(lambda: leaving.ticked + staying.call({}, "ticked") == casts[0], timeout=5)
