@@ -202,22 +202,25 @@ class RegistryServer:
             self._feed = self._bind(zmq.XPUB, Endpoint(self._requested.host, self.feed_port))
             self._feed.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscriber gets its snapshot
             self.feed_port = self._port_of(self._feed)
+            self.epoch = random.getrandbits(62) + 1
+            self._warming = bool(self.peers)
+            # A pipe to wake the loop on stop(): the loop owns the other sockets, nobody else does.
+            address = f"inproc://rpcmm-registry-wake-{id(self):x}"
+            self._wake_recv = self._context.socket(zmq.PAIR)
+            self._wake_recv.setsockopt(zmq.LINGER, 0)
+            self._wake_recv.bind(address)
+            self._wake_send = self._context.socket(zmq.PAIR)
+            self._wake_send.setsockopt(zmq.LINGER, 0)
+            self._wake_send.connect(address)
+            self._task = self.runtime.spawn_native(self._serve, name=f"rpcmm-registry-{self._bound.port}")
         except BaseException:
+            # Nothing started (a bind, the wake-up pipe or the thread failed): release it all,
+            # or the owner's context.term() would wait for ever on the sockets left open.
+            self._task = None
             self._close_sockets()
             self._stop_authenticator()
             self._release_context()
             raise
-        self.epoch = random.getrandbits(62) + 1
-        self._warming = bool(self.peers)
-        # A pipe to wake the loop on stop(): the loop owns the other sockets, nobody else does.
-        address = f"inproc://rpcmm-registry-wake-{id(self):x}"
-        self._wake_recv = self._context.socket(zmq.PAIR)
-        self._wake_recv.setsockopt(zmq.LINGER, 0)
-        self._wake_recv.bind(address)
-        self._wake_send = self._context.socket(zmq.PAIR)
-        self._wake_send.setsockopt(zmq.LINGER, 0)
-        self._wake_send.connect(address)
-        self._task = self.runtime.spawn_native(self._serve, name=f"rpcmm-registry-{self._bound.port}")
         LOG.info("registry serving on %s (live feed on port %d, epoch %x)%s", self._bound, self.feed_port,
                  self.epoch, f"; warming up from {', '.join(map(str, self.peers))}" if self.peers else "")
         return self
@@ -269,9 +272,11 @@ class RegistryServer:
         self.stop()
 
     def _close_sockets(self):
-        for socket in (self._socket, self._feed, self._wake_recv):
+        """After a failed start: close whatever it opened."""
+        for socket in (self._socket, self._feed, self._wake_recv, self._wake_send):
             if socket is not None:
                 socket.close()
+        self._socket = self._feed = self._wake_recv = self._wake_send = None
 
     def _stop_authenticator(self):
         if self._authenticator is not None:

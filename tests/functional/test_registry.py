@@ -122,6 +122,31 @@ def test_binding_a_taken_endpoint_is_a_clear_error(start_server):
         start_server(server.endpoint)
 
 
+def test_a_start_that_fails_after_binding_releases_every_socket():
+    # The loop's thread cannot start: whatever start() opened must be closed, or the owner's
+    # context.term() waits for ever.
+    import threading
+
+    import zmq
+
+    from rpcmm.runtime import Runtime
+    from rpcmm.server import RegistryServer
+
+    class NoThreads(Runtime):
+        def spawn_native(self, fn, name):
+            raise RuntimeError("can't start new thread")
+
+    context = zmq.Context()
+    server = RegistryServer("127.0.0.1:0", runtime=NoThreads("threading", zmq), context=context)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        server.start()
+    terming = threading.Thread(target=context.term, daemon=True)
+    terming.start()
+    terming.join(5)
+    assert not terming.is_alive(), "a socket of the failed start was left open"
+    server.stop()  # nothing to stop: still fine
+
+
 def test_hostile_messages_are_dropped_and_harm_nobody(start_server, seed_for, matchmakers, context):
     server = start_server()
     seed = seed_for(server)
