@@ -22,8 +22,9 @@ Stopping drains. A peer that looked the topic up a moment ago still sends here a
 listener unregistered (until the registry's change reaches its cache, milliseconds over the
 live feed), and nothing would bring those messages back once the socket closes: unlike a
 broker's queue, the socket is the only copy. So :meth:`ZmqListener.stop` unregisters first,
-goes on receiving and delivering until nothing has arrived for :data:`DRAIN_QUIET` seconds
-(at most ``stop_drain_timeout``), and only then closes the socket. oslo's ``stop()`` thus
+and the receiving task goes on receiving and delivering until its socket has stayed empty for
+:data:`DRAIN_QUIET` seconds (at most ``stop_drain_timeout``; see
+:meth:`~rpcmm.oslo.receiver.Receiver.stop`), and only then closes it. oslo's ``stop()`` thus
 returns once callers have moved on, and its ``wait()`` lets the executor finish what the
 drain delivered: a rolling restart loses no call or cast sent to a server that stops cleanly.
 """
@@ -51,7 +52,8 @@ _STOPPED_POLL_PAUSE = 0.1
 #: unregistered: long enough for the registry's change to reach peers' caches over the live
 #: feed (milliseconds), and for the requests they sent just before to arrive.
 DRAIN_QUIET = 0.25
-#: How long a cleanup waits for a stop in progress in another thread.
+#: How long a second stop or cleanup waits for one in progress in another thread (a stop's
+#: drain comes on top: a cleanup cuts it short, another stop waits for it).
 _TEARDOWN_WAIT = 10.0
 
 
@@ -135,14 +137,9 @@ class ZmqListener(base.PollStyleListener):
         self._queue = collections.deque()
         self._push = None  # set by push_to(): then messages skip the queue
         self._leaving = False  # a teardown began: unregistering, then draining
-        self._drain_cut = False  # cleanup() wants the drain over now
         self._torn_down = runtime.event()  # the teardown finished: the socket is closed
         self._stopped = False  # nothing more is delivered (after the drain)
         self._cleaned_up = False  # cleanup() ran: see poll()
-        # When the last message arrived and how many came, for the drain (plain fields: the
-        # receiving task writes them, the stopping thread only reads).
-        self._last_arrival = 0.0
-        self._arrivals = 0
         self._registered = []
         #: Messages received and dropped (malformed, not ours, backlog full); a plain counter.
         self.dropped = 0
@@ -202,8 +199,6 @@ class ZmqListener(base.PollStyleListener):
     # -- the receiver's task -----------------------------------------------------------------
 
     def _accept(self, frames):
-        self._last_arrival = time.monotonic()
-        self._arrivals += 1
         try:
             request = wire.decode(frames)
         except ProtocolError:
@@ -299,20 +294,20 @@ class ZmqListener(base.PollStyleListener):
         self._teardown(drain=False)
 
     def _teardown(self, drain):
-        """Unregister, drain if asked (not from the receiving task: it would wait for
-        messages only that task can read), stop delivering, close the socket. One thread does
-        it; another that comes meanwhile waits for it to finish, and a cleanup cuts its drain
-        short."""
+        """Unregister, drain if asked, stop delivering, close the socket, whatever is raised
+        meanwhile (a second SIGINT during the drain, say). One thread does it; another that
+        comes meanwhile waits for it to finish, and a cleanup first cuts its drain short."""
         inside = self._receiver.in_reading_task()
         with self._ready:
             first = not self._leaving
             self._leaving = True
-            if not drain:
-                self._drain_cut = True
-            self._ready.notify_all()
+            self._ready.notify_all()  # ends _await_visible's pause
         if not first:
-            if not inside and not self._torn_down.wait(_TEARDOWN_WAIT):
-                LOG.error("%s: the stop in progress did not finish within %gs", self._name, _TEARDOWN_WAIT)
+            if not drain:
+                self._receiver.stop()  # the task reads the stop token and ends the drain
+            wait = _TEARDOWN_WAIT + (self._drain_timeout if drain else 0.0)
+            if not inside and not self._torn_down.wait(wait):
+                LOG.error("%s: the stop in progress did not finish within %gs", self._name, wait)
             return
         try:
             registered, self._registered = self._registered, []
@@ -321,35 +316,17 @@ class ZmqListener(base.PollStyleListener):
                     self._matchmaker.unregister(topic, host)
                 except Exception:  # best effort: the registry expires it within its TTL anyway
                     LOG.warning("%s: could not unregister %s", self._name, topic, exc_info=True)
-            if drain and self._drain_timeout > 0 and not inside:
-                self._drain()
-            with self._ready:
-                self._stopped = True
-                self._ready.notify_all()
-            self._receiver.stop()
+            if drain and self._drain_timeout > 0:
+                # Messages go on being delivered (from the receiving task) until it returns.
+                self._receiver.stop(quiet=DRAIN_QUIET, timeout=self._drain_timeout)
         finally:
-            self._torn_down.set()
-
-    def _drain(self):
-        """Go on receiving until nothing arrived for DRAIN_QUIET seconds, or for at most
-        ``stop_drain_timeout`` (see the module docstring), or until a cleanup cuts it short."""
-        started = time.monotonic()
-        deadline = started + self._drain_timeout
-        arrivals = self._arrivals
-        with self._ready:
-            while not self._drain_cut:
-                now = time.monotonic()
-                until = min(max(started, self._last_arrival) + DRAIN_QUIET, deadline)
-                if now >= until:
-                    break
-                self._ready.wait(until - now)
-        now, drained = time.monotonic(), self._arrivals - arrivals
-        if now >= deadline and now - self._last_arrival < DRAIN_QUIET:
-            LOG.warning("%s: still receiving %.1fs after unregistering (%d messages since); closing: "
-                        "peers still sending here may time out", self._name, now - started, drained)
-        else:
-            LOG.debug("%s: drained %d messages in %.3fs after unregistering", self._name, drained,
-                      now - started)
+            try:
+                with self._ready:
+                    self._stopped = True
+                    self._ready.notify_all()
+                self._receiver.stop()  # no-op after a drain; else ends the task now
+            finally:
+                self._torn_down.set()
 
 
 class PushListener(base.Listener):

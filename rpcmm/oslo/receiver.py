@@ -6,6 +6,11 @@ only way in from outside is a message. :meth:`Receiver.stop` wakes the task with
 :func:`~rpcmm.runtime.send_wake_token`, which works the same with plain threads and with
 eventlet's green zmq, without any polling loop or receive timeout.
 
+A stop may drain first (``stop(quiet=...)``): the task goes on reading until the socket has
+stayed empty for ``quiet`` seconds. The task itself decides that, from the socket: a timer in
+another thread could not tell "nothing arrived" from "the reader did not get to run" (under
+eventlet a green thread that holds the hub delays the reader, and the timer fires first).
+
 The caller's reply socket (:mod:`rpcmm.oslo.calls`) is bound and read with the same helpers,
 :func:`bind_router` and :func:`receive_routed`, but by the waiting callers themselves.
 """
@@ -34,8 +39,10 @@ _RECEIVE_HIGH_WATER_MARK = 100_000
 _YIELD_EVERY = 16
 #: How long stop() waits for the reading task.
 _JOIN_TIMEOUT = 5.0
-#: A plain int (the same in eventlet's green zmq): pyzmq converts enum options per call.
+#: Plain ints (the same in eventlet's green zmq): pyzmq converts enum options per call.
 _RCVMORE = int(zmq.RCVMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 
 class Receiver:
@@ -64,6 +71,9 @@ class Receiver:
         self._max_message_bytes = max_message_bytes
         self._name = name
         self._token = os.urandom(16)
+        self._drain_token = os.urandom(16)
+        self._drain_for = (0.0, 0.0)  # (quiet, timeout) of the drain asked for, read by the task
+        self._stop_sent = False  # the plain stop token is on its way: one is enough
         self._wake_address = f"inproc://rpcmm-oslo-wake-{uuid.uuid4().hex}"
         self._ready = runtime.event()
         self._start_error = None
@@ -87,21 +97,37 @@ class Receiver:
         """True when called from the reading task (that is, from ``handle``)."""
         return threading.get_ident() == self._reader_ident
 
-    def stop(self):
-        """Stop reading and close the socket; messages not yet read are discarded."""
-        task, self._task = self._task, None
+    def stop(self, quiet=0.0, timeout=0.0):
+        """Stop reading and close the socket; messages not yet read are discarded.
+
+        With ``quiet`` and ``timeout`` (seconds), drain first: go on reading and handling until
+        the socket has been empty for ``quiet`` seconds, for at most ``timeout``. A plain
+        ``stop()`` from another thread meanwhile cuts the drain short. Called from ``handle``
+        itself, it never drains or waits: the task ends once ``handle`` returns."""
+        task = self._task
         if task is None or not task.is_alive():
+            self._task = None
             return
         # Called by the handler itself (e.g. an oslo server stopped from one of its own
         # callbacks): the token ends the loop once the handler returns; nothing to join.
         inside = self.in_reading_task()
-        zmq = self._runtime.zmq
-        send_wake_token(self._context, zmq, zmq.DEALER, self._wake_address, self._token)
+        drain = quiet > 0 and timeout > 0 and not inside
+        if drain:
+            self._drain_for = (quiet, timeout)  # written before the token that makes it read
+        if drain or not self._stop_sent:
+            self._stop_sent = self._stop_sent or not drain
+            zmq = self._runtime.zmq
+            send_wake_token(self._context, zmq, zmq.DEALER, self._wake_address,
+                            self._drain_token if drain else self._token)
         if inside:
+            self._task = None  # it ends once the handler returns
             return
-        task.join(_JOIN_TIMEOUT)
+        wait = _JOIN_TIMEOUT + (timeout if drain else 0.0)
+        task.join(wait)
         if task.is_alive():
-            LOG.error("%s did not stop within %gs", self._name, _JOIN_TIMEOUT)
+            LOG.error("%s did not stop within %gs", self._name, wait)
+        else:
+            self._task = None
 
     # -- the reading task: owns the socket from creation to close ------------------------------
 
@@ -116,30 +142,28 @@ class Receiver:
         self.address = str(Endpoint(self._advertise_host, port))
         self._ready.set()
         try:
-            self._read(socket)
+            if self._read(socket):
+                self._drain(socket)
         finally:
             socket.close()
+            self._reader_ident = None  # a later thread may get this id
 
     def _bind(self):
         return bind_router(self._context, self._runtime.zmq, self._listen, self._max_message_bytes,
                            self._curve, self._wake_address)
 
     def _read(self, socket):
+        """Read and handle until a wake token arrives; True if it asks for a drain."""
         read = 0
         while True:
             try:
                 frames = receive_routed(socket)
             except Exception:
                 LOG.exception("%s: receive failed; the receiver stops", self._name)
-                return
-            if len(frames) == 2 and frames[1] == self._token:
-                return
-            try:
-                self._handle(frames[1:])
-            except ProtocolError as exc:
-                self._drops.log("%s: dropped a message: %s", self._name, exc)
-            except Exception:
-                LOG.exception("%s: dropped a message its handler could not take", self._name)
+                return False
+            if len(frames) == 2 and frames[1] in (self._token, self._drain_token):
+                return frames[1] == self._drain_token
+            self._deliver(frames)
             read += 1
             if read % _YIELD_EVERY == 0:
                 # A green recv only yields when the socket is empty: under a steady stream
@@ -147,6 +171,52 @@ class Receiver:
                 # heartbeat, an in-process registry). sleep(0) yields under eventlet and
                 # costs next to nothing with plain threads.
                 time.sleep(0)
+
+
+    def _deliver(self, frames):
+        try:
+            self._handle(frames[1:])
+        except ProtocolError as exc:
+            self._drops.log("%s: dropped a message: %s", self._name, exc)
+        except Exception:
+            LOG.exception("%s: dropped a message its handler could not take", self._name)
+
+    def _drain(self, socket):
+        """Read and handle until the socket stayed empty for ``quiet`` seconds, for at most
+        ``timeout``, or until a stop token arrives (see :meth:`stop`)."""
+        quiet, timeout = self._drain_for
+        started = last = time.monotonic()  # last: when the latest message was read
+        deadline = started + timeout
+        drained = 0
+        while True:
+            now = time.monotonic()
+            if now - last >= quiet:
+                LOG.debug("%s: drained %d messages in %.3fs after unregistering", self._name, drained,
+                          now - started)
+                return
+            if now >= deadline:
+                LOG.warning("%s: still receiving %.1fs after unregistering (%d messages since); closing: "
+                            "peers still sending here may time out", self._name, now - started, drained)
+                return
+            ready = self._runtime.poll([(socket, _POLLIN)], min(last + quiet, deadline) - now)
+            # An empty poll may have come back late (its thread was not run in time): what the
+            # socket holds now decides, not the timer.
+            if not ready and not socket.getsockopt(_EVENTS) & _POLLIN:
+                continue  # the loop looks at the time again
+            try:
+                frames = receive_routed(socket)  # readable: never blocks
+            except Exception:
+                LOG.exception("%s: receive failed while draining; the receiver stops", self._name)
+                return
+            if len(frames) == 2 and frames[1] in (self._token, self._drain_token):
+                if frames[1] == self._token:
+                    return  # cut short
+                continue
+            self._deliver(frames)
+            drained += 1
+            last = time.monotonic()
+            if drained % _YIELD_EVERY == 0:
+                time.sleep(0)  # as in _read
 
 
 def bind_router(context, zmq, listen, max_message_bytes, curve, wake_address):

@@ -313,11 +313,11 @@ def test_a_drain_ends_at_its_timeout_however_busy_the_socket(make_listener, send
 def test_cleanup_cuts_a_drain_in_progress_short(make_listener, sender):
     listener = make_listener(drain=30.0)
     stop_streaming = threading.Event()
-    stream, _ = _stream(sender(listener.address), 1, stop_streaming)
+    stream, sent = _stream(sender(listener.address), 1, stop_streaming)
     stream.start()
     stopper = threading.Thread(target=listener.stop)
     try:
-        wait_for(lambda: listener._arrivals >= 1, timeout=5)
+        wait_for(lambda: len(sent) >= 1, timeout=5)
         stopper.start()
         wait_for(lambda: listener._leaving, timeout=5)
         started = time.monotonic()
@@ -368,3 +368,44 @@ def test_a_start_whose_registration_fails_unregisters_and_closes(context):
     finally:
         listener.cleanup()
         outbox.close()
+
+
+def test_a_drain_under_eventlet_reads_what_came_while_the_hub_was_held():
+    # A green thread holding the hub past the quiet time must not make the drain close the
+    # socket with requests still in it (see eventlet_drain_program.py).
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("eventlet")
+    program = os.path.join(os.path.dirname(os.path.abspath(__file__)), "eventlet_drain_program.py")
+    result = subprocess.run([sys.executable, program, "0.5"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "delivered 30 of 30" in result.stdout
+
+
+class Interrupted(BaseException):
+    """What a second Ctrl-C or a killed green thread raises in the middle of a stop."""
+
+
+def test_a_stop_interrupted_midway_still_stops_delivering_and_closes(make_listener, sender):
+    listener = make_listener(drain=10.0)
+    push = PushListener(listener)
+    got = []
+    push.start(got.extend)
+
+    def interrupt():
+        raise Interrupted()
+
+    listener._matchmaker.on_unregister = interrupt
+    with pytest.raises(Interrupted):
+        push.stop()
+    assert listener._stopped
+    assert listener._receiver._task is None  # the socket is closed
+    send = sender(listener.address)
+    send(request(1))
+    started = time.monotonic()
+    listener.cleanup()
+    assert time.monotonic() - started < 5.0
+    time.sleep(0.2)  # give a wrong delivery its chance to happen
+    assert got == []
