@@ -12,6 +12,7 @@ An :class:`Endpoint` is a registry's ``host:port`` (``[v6addr]:port`` for IPv6).
 """
 
 import dataclasses
+import ipaddress
 import re
 
 from rpcmm.errors import ConfigurationError
@@ -97,6 +98,17 @@ _ENDPOINT = re.compile(
     r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>\*|[A-Za-z0-9][A-Za-z0-9._-]{0,252})):(?P<port>[0-9]{1,5})$")
 
 
+_ALL_NUMERIC = re.compile(r"^[0-9.]+$")
+
+
+def _check_address(text, host, kind):
+    try:
+        kind(host)
+    except ValueError:
+        version = "IPv6" if kind is ipaddress.IPv6Address else "IPv4"
+        raise ConfigurationError(f"{text!r}: {host!r} is not an {version} address") from None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Endpoint:
     """A registry's address: ``host`` (a name, IPv4 or IPv6 address) and TCP ``port``.
@@ -112,7 +124,7 @@ class Endpoint:
         """Parse ``host:port`` or ``[v6addr]:port``; raise ConfigurationError if malformed."""
         if not isinstance(text, str):
             raise ConfigurationError(f"expected a HOST:PORT string, got {type(text).__name__}")
-        match = _ENDPOINT.match(text)
+        match = _ENDPOINT.fullmatch(text)
         if not match:
             raise ConfigurationError(
                 f"{text!r} is not HOST:PORT (a host name or address of letters, digits, '.', '-' "
@@ -122,6 +134,10 @@ class Endpoint:
         if port > 65535:
             raise ConfigurationError(f"{text!r}: port {port} is above 65535")
         host = match["v6"] or match["host"]
+        if match["v6"]:
+            _check_address(text, host, ipaddress.IPv6Address)
+        elif _ALL_NUMERIC.match(host):  # no name is all digits and dots: an IPv4 address, or a typo
+            _check_address(text, host, ipaddress.IPv4Address)
         return cls(host=host, port=port)
 
     @property

@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 
-from rpcmm.errors import RpcmmError
+from rpcmm.errors import RegistryUnavailable, RpcmmError
 
 __all__ = ["main"]
 
@@ -32,6 +32,9 @@ def main(argv=None):
     )
     try:
         return args.run(args) or 0
+    except RegistryUnavailable as exc:
+        print(f"rpcmm: error: {exc}; {_unreachable_hint(args)}", file=sys.stderr)
+        return 1
     except RpcmmError as exc:
         print(f"rpcmm: error: {exc}", file=sys.stderr)
         return 1
@@ -100,6 +103,7 @@ def _parser():
                      help="seconds between heartbeats (default: 1)")
     sub.add_argument("--ttl", type=_positive, default=None, metavar="S",
                      help="seconds the registries keep the host after its last heartbeat (default: 3)")
+    timeout_option(sub)
     client_key_options(sub)
     sub.add_argument("topics", nargs="+", metavar="TOPIC")
 
@@ -139,6 +143,43 @@ def _parser():
     sub.add_argument("--seed", default=None, metavar="FILE",
                      help="a seed listing two registries on this machine (default: seeds/demo.json)")
     return parser
+
+
+def _unreachable_hint(args):
+    """What to check when no registry answers: a CURVE mismatch looks the same as an outage
+    from the client's side (the registry refuses the handshake without a word)."""
+    if getattr(args, "secret_key", None):
+        return "are they running, and do they admit this key (--secret-key) and is --server-key theirs?"
+    return "are they running, and do they need CURVE keys (--secret-key, --server-key)?"
+
+
+def _registries_only(seed, command):
+    """Raise a clear error if ``seed`` names no registries for a command that asks them."""
+    from rpcmm.errors import ConfigurationError
+
+    if not seed.registries:
+        kind = "selects Redis" if seed.redis is not None else "is a plain static ring"
+        raise ConfigurationError(f"{seed.source} lists no registries under 'rpcmm-registry' ({kind}): "
+                                 f"'rpcmm {command}' asks registries")
+
+
+def _warn(message):
+    print(f"rpcmm: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _bind_address(text, port):
+    """``--bind``: an address without a port (the endpoint's port is used)."""
+    from rpcmm.addressing import Endpoint
+    from rpcmm.errors import ConfigurationError
+
+    bracketed = text.startswith("[") and text.endswith("]")
+    host = text[1:-1] if bracketed else text
+    if ":" in host and not bracketed and host.count(":") == 1:
+        raise ConfigurationError(f"--bind {text}: an address without a port (the endpoint's port, {port}, is used)")
+    try:
+        return Endpoint.parse(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"--bind: {exc}") from None
 
 
 def _positive(text):
@@ -197,13 +238,16 @@ def _server_security(args):
 
 
 class _ShutdownSignals:
-    """Catch SIGINT and SIGTERM from the moment it is entered, so a signal that arrives while a
-    command is still starting is not lost; :meth:`wait` blocks until one has arrived."""
+    """Catch SIGINT, SIGTERM and SIGHUP (a closed terminal) from the moment it is entered, so a
+    signal that arrives while a command is still starting is not lost, and each ends the
+    command cleanly; :meth:`wait` blocks until one has arrived."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __enter__(self):
         self._received = []
         self._done = threading.Event()
-        self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
@@ -211,7 +255,7 @@ class _ShutdownSignals:
         self._done.set()
 
     def wait(self, alive=None):
-        """Block until SIGINT or SIGTERM and return the signal's name; or, if ``alive()`` (looked
+        """Block until a signal and return the signal's name; or, if ``alive()`` (looked
         at every second) turns false first, return None."""
         while not self._done.wait(1.0 if alive else 3600):
             if alive is not None and not alive():
@@ -233,11 +277,14 @@ def _registry(args):
     from rpcmm.server import RegistryServer
 
     seed = load_seed(args.seed)
-    endpoint = Endpoint.parse(args.endpoint)
+    try:
+        endpoint = Endpoint.parse(args.endpoint)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"--endpoint: {exc}") from None
     if endpoint.port != 0 and endpoint not in seed.registries:
         listed = ", ".join(str(e) for e in seed.registries) or "none"
         raise ConfigurationError(f"{endpoint} is not one of the registries {args.seed} lists ({listed})")
-    bind = Endpoint(args.bind.strip("[]"), endpoint.port) if args.bind else endpoint
+    bind = _bind_address(args.bind, endpoint.port) if args.bind else endpoint
     kwargs = {"sweep_interval": args.sweep_interval} if args.sweep_interval else {}
     if args.feed_port is not None:
         kwargs["feed_port"] = args.feed_port
@@ -265,20 +312,59 @@ def _registry(args):
 
 
 def _register(args):
+    from rpcmm.errors import ConfigurationError
     from rpcmm.factory import matchmaker_for_seed
-    from rpcmm.timing import DEFAULT_INTERVAL, DEFAULT_TTL, HeartbeatTiming
+    from rpcmm.seed import load_seed
+    from rpcmm.timing import DEFAULT_INTERVAL, DEFAULT_TTL, HeartbeatTiming, TimingBounds
 
+    seed = load_seed(args.seed)
+    if not seed.registries and seed.redis is None:
+        raise ConfigurationError(f"{args.seed} is a plain static ring (no 'rpcmm-registry', no 'rpcmm-redis'): "
+                                 "there is nothing to register with")
     interval = args.interval or DEFAULT_INTERVAL
     ttl = args.ttl or max(DEFAULT_TTL, 3 * interval)
-    matchmaker = matchmaker_for_seed(args.seed, timing=HeartbeatTiming(interval, ttl), live=False,
+    timing = HeartbeatTiming(interval, ttl)
+    if seed.registries:
+        applied = TimingBounds().enforce(interval, ttl)
+        if applied != (interval, ttl):
+            _warn(f"registries with the default bounds apply interval {applied[0]:g}s and TTL {applied[1]:g}s, "
+                  f"not {interval:g}s and {ttl:g}s (doc/operations.rst, Timing defaults)")
+    matchmaker = matchmaker_for_seed(seed, timing=timing, lookup_timeout=args.timeout, live=False,
                                      curve=_client_curve(args))
     with _ShutdownSignals() as signals, matchmaker:
         for topic in args.topics:
             matchmaker.register(topic, args.host)
         with matchmaker.heartbeat():
+            unconfirmed, reason = _unconfirmed(matchmaker, args.topics, args.host, _CONFIRM_WITHIN)
+            if unconfirmed:
+                _warn(f"after {_CONFIRM_WITHIN:g}s no registry lists {args.host} for {', '.join(unconfirmed)}"
+                      f"{reason}; heartbeats go on. Causes: registries down or unreachable, CURVE keys they "
+                      "refuse, a topic policy that does not grant it (see the registries' logs)")
             print(f"rpcmm register: {args.host} serves {', '.join(args.topics)}", flush=True)
             LOG.info("%s received; unregistering %s", signals.wait(), args.host)
     return 0
+
+
+#: How long ``rpcmm register`` waits for the registries to list the host before it warns.
+_CONFIRM_WITHIN = 2.0
+
+
+def _unconfirmed(matchmaker, topics, host, within):
+    """The topics lookups do not show ``host`` for after ``within`` seconds (and why, if a
+    lookup failed): ``(topics, reason)``."""
+    import time
+
+    deadline, pending, reason = time.monotonic() + within, list(topics), ""
+    while pending:
+        try:
+            pending = [t for t in pending if not matchmaker.confirmed(t, host)]
+            reason = ""
+        except RpcmmError as exc:
+            reason = f" ({exc})"
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    return pending, reason
 
 
 def _lookup(args):
@@ -302,6 +388,7 @@ def _hosts(args):
     from rpcmm.seed import load_seed
 
     seed = load_seed(args.seed)
+    _registries_only(seed, "hosts")
     with RegistryMatchmaker(seed, lookup_timeout=args.timeout, live=False, curve=_client_curve(args)) as matchmaker:
         rows, endpoint = matchmaker.table()
     if args.json:
@@ -328,6 +415,7 @@ def _status(args):
     from rpcmm.seed import load_seed
 
     seed = load_seed(args.seed)
+    _registries_only(seed, "status")
     with RegistryMatchmaker(seed, lookup_timeout=args.timeout, live=False, curve=_client_curve(args)) as matchmaker:
         answers = matchmaker.status()
     most = max((h.hosts for _, h in answers if h is not None), default=0)
@@ -361,11 +449,16 @@ def _status(args):
                 print(f"{r['registry']:<22} {'unreachable':<11}")
                 continue
             sync = f"from {r['synced_from']} {r['synced_age']}s ago" if r["synced_from"] else "none"
+            if r["state"] == "degraded":  # how old what it holds is (hosts it no longer hears)
+                sync += f"; data {r['data_age']:g}s old"
             # How much of the table's cap is used: where "registry full" refusals start.
             full = f"{100 * r['registrations'] / r['max_registrations']:.0f}%" if r["max_registrations"] else "-"
             print(f"{r['registry']:<22} {r['state']:<11} {r['hosts']:>6} {r['behind']:>6} {full:>5} "
                   f"{r['refused']:>7} {r['epoch']:>16} {r['seq']:>8}  {sync}")
-    return 0 if any(r["state"] != "unreachable" for r in registries) else 1
+    if all(r["state"] == "unreachable" for r in registries):
+        _warn(f"no registry answered within {args.timeout:g}s; {_unreachable_hint(args)}")
+        return 1
+    return 0
 
 
 def _keys_generate(args):
@@ -379,8 +472,15 @@ def _check_seed(args):
     from rpcmm.seed import load_seed
 
     seed = load_seed(args.seed)
-    registries = ", ".join(str(e) for e in seed.registries) or "none (a static ring)"
-    print(f"{args.seed}: valid; {len(seed.ring)} static topic(s); registries: {registries}")
+    if seed.registries:
+        backend = "registries: " + ", ".join(str(e) for e in seed.registries)
+    elif seed.redis is not None:
+        from rpcmm.backends.redis_location import parse_redis_url
+
+        backend = f"Redis: {parse_redis_url(seed.redis)}"  # without its password
+    else:
+        backend = "no registries (a plain static ring)"
+    print(f"{args.seed}: valid; {len(seed.ring)} static topic(s); {backend}")
     return 0
 
 

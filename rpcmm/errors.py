@@ -81,6 +81,7 @@ class EndpointInUse(RpcmmError, OSError):
 
     def __init__(self, endpoint, reason):
         self.endpoint = endpoint
+        self.reason = reason
         super().__init__(f"cannot serve on {endpoint}: {reason}")
 
 

@@ -24,9 +24,10 @@ import contextlib
 import itertools
 import logging
 
+from rpcmm import protocol
 from rpcmm.addressing import Anycast, Directed, Fanout, validate_name
 from rpcmm.clock import SYSTEM_CLOCK
-from rpcmm.errors import LifecycleError
+from rpcmm.errors import ConfigurationError, LifecycleError
 from rpcmm.runtime import default_runtime
 from rpcmm.timing import HeartbeatTiming
 
@@ -134,7 +135,11 @@ class Matchmaker(abc.ABC):
     # -- registration ------------------------------------------------------------------------
 
     def register(self, topic, host):
-        """Declare that ``host`` serves ``topic``, visible to lookups at once."""
+        """Declare that ``host`` serves ``topic``, visible to lookups at once. ConfigurationError
+        if that makes the host's record larger than a registry takes (more than
+        :data:`~rpcmm.protocol.MAX_TOPICS_PER_HOST` topics, or names adding up to more than
+        :data:`~rpcmm.protocol.MAX_RECORD_BYTES`): every heartbeat would be refused, and the host
+        would expire from every registry. The same limits hold on every backend."""
         validate_name("topic", topic)
         validate_name("host", host)
         with self._announce_lock:
@@ -144,6 +149,7 @@ class Matchmaker(abc.ABC):
                 if topic in topics:
                     return
                 topics = topics | {topic}
+                _check_record(host, topics)
                 self._registrations[host] = topics
                 self._withdrawn.pop(host, None)
             self._announce(host, topics)
@@ -299,3 +305,14 @@ class Matchmaker(abc.ABC):
                          if h not in withdrawn and (h not in registrations or topic in registrations[h]))
             added = tuple(h for h, topics in registrations.items() if topic in topics and h not in kept)
         return kept + added
+
+
+def _check_record(host, topics):
+    """Refuse a host record no registry would take (see :meth:`Matchmaker.register`)."""
+    if len(topics) > protocol.MAX_TOPICS_PER_HOST:
+        raise ConfigurationError(f"host {host!r} would serve {len(topics)} topics; a host serves at most "
+                                 f"{protocol.MAX_TOPICS_PER_HOST}")
+    size = len(host.encode()) + sum(len(t.encode()) for t in topics)
+    if size > protocol.MAX_RECORD_BYTES:
+        raise ConfigurationError(f"host {host!r}: its name and topics would add up to {size} bytes; at most "
+                                 f"{protocol.MAX_RECORD_BYTES}")

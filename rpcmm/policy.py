@@ -67,12 +67,15 @@ class Verdict(typing.NamedTuple):
     """What a policy says about one heartbeat record: ``allowed`` if all of it may be applied.
 
     ``host_refused`` is True if the key may not register this host at all (then every topic
-    is refused too); ``refused_topics`` are the topics it may not register, in record order.
+    is refused too); ``refused_topics`` are the topics it may not register, in record order,
+    and ``permitted_topics`` the others (what the registry applies of a partly refused record;
+    the whole record when ``allowed``, which leaves it None).
     """
 
     allowed: bool
     host_refused: bool
     refused_topics: tuple
+    permitted_topics: tuple | None = None
 
 
 #: The verdict of a record the policy allows (shared: the hot path allocates nothing).
@@ -130,6 +133,7 @@ class TopicPolicy:
         self._cache = {}  # (key, host, topics) -> Verdict
         self._cached_names = 0  # hosts and topics in the cache's keys
         self._names_budget = cache_size * _CACHED_NAMES_PER_DECISION
+        self._names = {}  # Z85 key -> how the policy file named it (see name_of)
 
     @classmethod
     def allow_all(cls):
@@ -164,14 +168,25 @@ class TopicPolicy:
         keys = document.get("keys", {})
         if type(keys) is not dict:
             raise ConfigurationError(f"{source}: \"keys\" must be an object mapping keys to grants")
-        grants = {}
+        grants, names = {}, {}
         for reference, entry in keys.items():
             key = _resolve_key(source, reference, authorized_keys_dir)
             if key in grants:
                 raise ConfigurationError(f"{source}: key {reference!r} is listed twice (under another name)")
             grants[key] = _grant(source, f"keys.{reference}", entry)
+            names[key] = reference
         default = _grant(source, "default", document["default"]) if "default" in document else _DENY_ALL
-        return cls(grants, default, cache_size=cache_size)
+        policy = cls(grants, default, cache_size=cache_size)
+        policy._names.update(names)
+        return policy
+
+    def name_of(self, key_z85):
+        """How logs name ``key_z85``: its name in the policy file (a ``.key`` file's NAME, or the
+        Z85 key it was written as) with the key, the bare key if unlisted, "no key" for None."""
+        if key_z85 is None:
+            return "no key"
+        name = self._names.get(key_z85)
+        return key_z85 if name is None or name == key_z85 else f"{name} ({key_z85})"
 
     def grant_for(self, key_z85):
         """The :class:`Grant` that applies to ``key_z85`` (None: an unauthenticated peer)."""
@@ -226,9 +241,11 @@ class TopicPolicy:
     def _decide(self, key_z85, host, topics):
         grant = self.grant_for(key_z85)
         if not grant.may_host(host):
-            return Verdict(False, True, tuple(topics))
+            return Verdict(False, True, tuple(topics), ())
         refused = tuple(t for t in topics if not grant.may_topic(t))
-        return Verdict(False, False, refused) if refused else ALLOWED
+        if not refused:
+            return ALLOWED
+        return Verdict(False, False, refused, tuple(t for t in topics if grant.may_topic(t)))
 
     @property
     def cached_decisions(self):

@@ -497,7 +497,7 @@ def _host_states(records):
             raise ProtocolError("topics must be an array")
         # The host is checked with its topics in one pass (this is the registry's hot path).
         topics.append(host)
-        _names(topics, "host record", MAX_TOPICS_PER_HOST + 1)
+        _names(topics, "names in a host record (the host and its topics)", MAX_TOPICS_PER_HOST + 1)
         topics.pop()
         _distinct(topics)
         states.append(HostState(host, _seconds(interval, "interval"), _seconds(ttl, "ttl"), tuple(topics)))

@@ -33,6 +33,7 @@ import dataclasses
 import logging
 import os
 import pathlib
+import re
 
 import zmq
 import zmq.auth
@@ -77,6 +78,9 @@ _JOIN_TIMEOUT = 5.0
 # -- key files ----------------------------------------------------------------------------------
 
 
+_KEY_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
+
+
 def generate_keypair(directory, name):
     """Write a new key pair as ``DIRECTORY/NAME.key`` (public) and ``NAME.key_secret``.
 
@@ -85,15 +89,16 @@ def generate_keypair(directory, name):
     (an overwritten secret key locks its owner out of every registry that trusted it).
     Returns ``(public_path, secret_path)`` as strings.
     """
-    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or os.sep in name:
-        raise ConfigurationError(f"key name {name!r} must be a plain file name (no directory separators)")
+    # Names end up in policy files, file names and log lines: letters, digits, '.', '-', '_'.
+    if not isinstance(name, str) or not _KEY_NAME.fullmatch(name) or name in (".", ".."):
+        raise ConfigurationError(f"key name {name!r}: use letters, digits, '.', '-' and '_' (say compute-17)")
     directory = pathlib.Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ConfigurationError(f"{directory}: not a directory (keys are written into one)")
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigurationError(f"{directory}: cannot create the key directory: {exc.strerror}") from None
-    if not directory.is_dir():
-        raise ConfigurationError(f"{directory}: not a directory")
     public_path = directory / f"{name}{_PUBLIC_SUFFIX}"
     secret_path = directory / f"{name}{_SECRET_SUFFIX}"
     # Claim both names with O_EXCL first: refusing to overwrite is then race-free, and the
@@ -189,6 +194,11 @@ def load_authorized_keys(directory):
     keys = frozenset(load_public_key(path) for path in sorted(directory.glob(f"*{_PUBLIC_SUFFIX}")))
     if not keys:
         raise ConfigurationError(f"{directory}: holds no *{_PUBLIC_SUFFIX} public key files; nobody could connect")
+    secrets = sorted(path.name for path in directory.glob("*.key_secret"))
+    if secrets:
+        shown = ", ".join(secrets[:5]) + (", ..." if len(secrets) > 5 else "")
+        LOG.warning("%s holds secret keys (%s): they are ignored, but a secret key belongs only on the host it "
+                    "identifies; move them out", directory, shown)
     return keys
 
 

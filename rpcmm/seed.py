@@ -30,6 +30,10 @@ REGISTRY_KEY = "rpcmm-registry"
 #: ``redis+sentinel://`` URL (see :mod:`rpcmm.backends.redis_location`).
 REDIS_KEY = "rpcmm-redis"
 
+#: Keys beginning with this are rpcmm's, never topics: a misspelt reserved key is an error,
+#: not a topic nobody serves.
+RESERVED_PREFIX = "rpcmm-"
+
 #: A seed file larger than this is refused before parsing: seeds are meant to be small.
 MAX_SEED_BYTES = 4 * 1024 * 1024
 
@@ -52,7 +56,8 @@ class Seed:
     def build(cls, ring=None, registries=(), source="<memory>", redis=None):
         """Make a seed from Python values, validated like a file would be."""
         document = {topic: list(hosts) for topic, hosts in dict(ring or {}).items()}
-        document[REGISTRY_KEY] = [str(e) for e in registries]
+        if registries:
+            document[REGISTRY_KEY] = [str(e) for e in registries]
         if redis is not None:
             document[REDIS_KEY] = redis
         return _validate(document, source)
@@ -86,10 +91,27 @@ def load_seed(path):
     return parse_seed(text, source=str(path))
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _refuse_duplicates(pairs):
+    """json's object hook: JSON itself keeps the last of two equal keys without a word, which
+    would silently drop, say, the first list of registries."""
+    document = {}
+    for key, value in pairs:
+        if key in document:
+            raise _DuplicateKey(key)
+        document[key] = value
+    return document
+
+
 def parse_seed(text, source="<string>"):
     """Parse and validate a seed document given as a string."""
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKey as exc:
+        raise SeedError(source, "appears twice (JSON would keep only the last)", key=exc.args[0]) from None
     except json.JSONDecodeError as exc:
         raise SeedError(source, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
     except RecursionError:
@@ -101,7 +123,7 @@ def parse_seed(text, source="<string>"):
 
 def _validate(document, source):
     if not isinstance(document, dict):
-        raise SeedError(source, f"must be a JSON object of topic -> [hosts], not a {_json_type(document)}")
+        raise SeedError(source, f"must be a JSON object of topic -> [hosts], not {_json_type(document)}")
     ring = {}
     registries = ()
     redis = None
@@ -115,6 +137,9 @@ def _validate(document, source):
             location_from_seed_value(value, source)  # raises SeedError if malformed
             redis = value
             continue
+        if key.startswith(RESERVED_PREFIX):
+            raise SeedError(source, f"unknown reserved key (the keys beginning with {RESERVED_PREFIX!r} are "
+                            f"{REGISTRY_KEY!r} and {REDIS_KEY!r}; topics cannot begin with it)", key=key)
         try:
             validate_name("topic", key)
         except ConfigurationError as exc:
@@ -128,7 +153,7 @@ def _validate(document, source):
 
 def _validate_hosts(key, value, source):
     if not isinstance(value, list):
-        raise SeedError(source, f"must be a list of host names, not a {_json_type(value)}", key=key, value=value)
+        raise SeedError(source, f"must be a list of host names, not {_json_type(value)}", key=key, value=value)
     hosts, seen = [], set()
     for host in value:
         try:
@@ -145,9 +170,12 @@ def _validate_hosts(key, value, source):
 def _validate_registries(value, source):
     if not isinstance(value, list):
         raise SeedError(
-            source, f"must be a list of \"host:port\" strings, not a {_json_type(value)}",
+            source, f"must be a list of \"host:port\" strings, not {_json_type(value)}",
             key=REGISTRY_KEY, value=value,
         )
+    if not value:
+        raise SeedError(source, "lists no registries (leave the key out for a plain static ring)",
+                        key=REGISTRY_KEY, value=value)
     endpoints, seen = [], set()
     for item in value:
         try:
@@ -167,6 +195,7 @@ def _validate_registries(value, source):
 
 
 def _json_type(value):
-    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), "number"
+    """The JSON type of ``value``, with its article: "an object", "null", ..."""
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
     )

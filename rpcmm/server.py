@@ -199,7 +199,10 @@ class RegistryServer:
                     self._context, self.curve.authorized_keys, runtime=self.runtime.native()).start()
             self._socket = self._bind(zmq.ROUTER, self._requested)
             self._bound = Endpoint(self._requested.host, self._port_of(self._socket))
-            self._feed = self._bind(zmq.XPUB, Endpoint(self._requested.host, self.feed_port))
+            try:
+                self._feed = self._bind(zmq.XPUB, Endpoint(self._requested.host, self.feed_port))
+            except EndpointInUse as exc:
+                raise EndpointInUse(exc.endpoint, f"{exc.reason} (the live feed's port)") from exc
             self._feed.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscriber gets its snapshot
             self.feed_port = self._port_of(self._feed)
             self.epoch = random.getrandbits(62) + 1
@@ -427,6 +430,15 @@ class RegistryServer:
                 self._memo_bytes -= _memo_charge(oldest, forgotten)
         return message
 
+    def _clamped(self, state):
+        """For a joining host's log line: the timing the bounds impose, if not what it declared
+        (operators then see why a host sending 100 beats a second is kept as if at 20)."""
+        applied = self.table.bounds.enforce(state.interval, state.ttl)
+        if applied == (state.interval, state.ttl):
+            return ""
+        return (f" (declared interval {state.interval:g}s and TTL {state.ttl:g}s; the registry's bounds "
+                f"apply {applied[0]:g}s and {applied[1]:g}s)")
+
     def _handle(self, message, identity, key, now):
         """Apply one message from ``identity`` (its routing id) with CURVE ``key`` (or None),
         received at ``now`` (read once per batch of messages)."""
@@ -441,22 +453,28 @@ class RegistryServer:
             quota = self.policy.max_hosts(key) if self.policy.has_quotas else None
             owner = UNOWNED if quota is None else key
             for state in message.states:
-                verdict = check(key, state.host, state.topics)
+                topics = state.topics
+                verdict = check(key, state.host, topics)
                 if not verdict.allowed:
-                    # Refused per record: one rogue record costs only itself.
+                    # Refused per record, and within a record per topic: a host that claims one
+                    # topic it may not still serves the ones it may (else it would join with
+                    # them topic by topic, then expire at its first full heartbeat).
                     self.stats.refused += 1
-                    self._drops.log("registry %s: refused key %s: host %s%s", self._bound, key, state.host,
+                    self._drops.log("registry %s: refused key %s: host %s%s", self._bound,
+                                    self.policy.name_of(key), state.host,
                                     " (not its host)" if verdict.host_refused else
                                     f" for topics {', '.join(verdict.refused_topics)}")
-                    continue
-                change = table.heartbeat(state.host, state.topics, state.interval, state.ttl, now, owner, quota)
+                    if not verdict.permitted_topics:
+                        continue
+                    topics = verdict.permitted_topics
+                change = table.heartbeat(state.host, topics, state.interval, state.ttl, now, owner, quota)
                 if change is Change.REFRESHED:
                     suspicion.heard_from(state.host, now)
                     continue
                 if change is Change.OVER_QUOTA:
                     self.stats.refused_quota += 1
                     self._drops.log("registry %s: key %s has its quota of %d hosts: refused host %s", self._bound,
-                                    key, quota, state.host)
+                                    self.policy.name_of(key), quota, state.host)
                     continue
                 if change is Change.REFUSED:
                     self.stats.refused_full += 1
@@ -469,9 +487,9 @@ class RegistryServer:
                 suspicion.heard_from(state.host, now)
                 if change is Change.JOINED:
                     self.stats.joined += 1
-                    LOG.info("host %s joined: %s", state.host, ", ".join(state.topics))
+                    LOG.info("host %s joined: %s%s", state.host, ", ".join(topics), self._clamped(state))
                 elif change is Change.CHANGED:
-                    LOG.info("host %s now serves: %s", state.host, ", ".join(state.topics))
+                    LOG.info("host %s now serves: %s", state.host, ", ".join(topics))
                 elif change is Change.LEFT:
                     self.stats.left += 1
                     LOG.info("host %s left (no topics)", state.host)
@@ -485,7 +503,8 @@ class RegistryServer:
             for host in message.hosts:
                 if not self.policy.may_unregister(key, host):
                     self.stats.refused += 1
-                    self._drops.log("registry %s: refused key %s: unregister host %s", self._bound, key, host)
+                    self._drops.log("registry %s: refused key %s: unregister host %s", self._bound,
+                                    self.policy.name_of(key), host)
                     continue
                 if table.remove(host):
                     self.suspicion.forget(host)
@@ -496,7 +515,7 @@ class RegistryServer:
             if not self.policy.may_report(key):
                 self.stats.refused += 1
                 self._drops.log("registry %s: refused key %s: it may register nothing, so it may not report "
-                                "hosts unreachable", self._bound, key)
+                                "hosts unreachable", self._bound, self.policy.name_of(key))
                 return None
             for host in message.hosts:
                 if host not in table:

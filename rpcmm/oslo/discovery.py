@@ -53,8 +53,10 @@ def plan_for(url, options):
         registries = []
         for host in hosts:
             if not host.hostname or not host.port:
+                shown = host.hostname or "(no host)"
                 raise ConfigurationError(
-                    f"zmq transport URL hosts are registry servers and need a port: {host!r}")
+                    f"zmq transport URL hosts are registry servers and need a port: {shown} "
+                    f"(zmq://{shown}:7701/, say)")
             registries.append(Endpoint(host.hostname, int(host.port)))
         return Plan(Seed.build(ring=ring, registries=registries, source="transport_url"))
     if from_file is not None:

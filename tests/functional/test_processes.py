@@ -73,14 +73,17 @@ def test_status_shows_every_registry_and_warm_up(cluster, tmp_path):
         assert "unreachable" in text and str(second.endpoint) in text
 
 
-def test_sigint_also_ends_register_and_registry_cleanly(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
+def test_sigint_and_sighup_also_end_register_and_registry_cleanly(tmp_path, sig):
     bootstrap = write_seed(tmp_path / "bootstrap.json")
     with start_registry(bootstrap) as registry:
         seed = write_seed(tmp_path / "seed.json", [registry.endpoint])
         with start_register(seed, "h1", ["t"]) as host:
-            host.signal(signal.SIGINT)
+            wait_for(lambda: lookup(seed, "t") == ["h1"], timeout=10)
+            host.signal(sig)
             assert host.process.wait(10) == 0
-        registry.signal(signal.SIGINT)
+        assert lookup(seed, "t") == []  # it unregistered on its way out
+        registry.signal(sig)
         assert registry.process.wait(10) == 0
 
 
@@ -88,8 +91,14 @@ def test_sigint_also_ends_register_and_registry_cleanly(tmp_path):
     (["lookup", "--seed", "/nonexistent.json", "t"], 1, "cannot read"),
     (["lookup", "--seed", "{seed}", "bad topic"], 1, "white space"),
     (["hosts", "--seed", "{ring}"], 1, "lists no registries"),
+    (["status", "--seed", "{ring}"], 1, "is a plain static ring"),
+    (["register", "--seed", "{ring}", "--host", "h", "t"], 1, "nothing to register with"),
+    (["lookup", "--seed", "{seed}", "--timeout", "0.1", "t"], 1, "do they need CURVE keys"),
     (["lookup", "--seed", "{seed}", "--timeout", "0.1", "t"], 1, "no registry answered"),
     (["registry", "--seed", "{seed}", "--endpoint", "127.0.0.1:1"], 1, "is not one of the registries"),
+    (["registry", "--seed", "{seed}", "--endpoint", "bogus"], 1, "--endpoint: 'bogus' is not HOST:PORT"),
+    (["registry", "--seed", "{seed}", "--endpoint", "127.0.0.1:9", "--bind", "127.0.0.1:17800"], 1,
+     "an address without a port"),
     (["register", "--seed", "{seed}", "--host", "h", "--interval", "2", "--ttl", "1", "t"], 1, "must be longer"),
     (["lookup", "--seed"], 2, "usage:"),
     (["registry", "--seed", "{seed}"], 2, "--endpoint"),
@@ -164,3 +173,48 @@ def test_a_restarted_registry_answers_with_its_full_table_before_any_heartbeat(c
             assert [(r["host"], r["topics"]) for r in rows] == [("h1", ["a", "b"])]
             status = json.loads(rpcmm("status", "--seed", str(only_first), "--json").stdout)["registries"][0]
             assert status["state"] == "up" and status["synced_from"] == str(second.endpoint)
+
+
+def test_register_warns_when_no_registry_lists_the_host(tmp_path):
+    # Nothing listens on the seed's registry: the host is registered with nobody, and says so
+    # (it goes on heartbeating, so a registry that comes up later gets it).
+    seed = write_seed(tmp_path / "seed.json", ["127.0.0.1:9"])
+    process = subprocess.Popen([sys.executable, "-m", "rpcmm", "register", "--seed", str(seed), "--host", "lonely",
+                                "--timeout", "0.1", "compute"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, text=True)
+    try:
+        assert process.stdout.readline() == "rpcmm register: lonely serves compute\n"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0
+    assert "rpcmm: warning: after 2s no registry lists lonely for compute" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_register_says_when_registries_would_clamp_its_timing(tmp_path):
+    bootstrap = write_seed(tmp_path / "bootstrap.json")
+    with start_registry(bootstrap) as registry:
+        seed = write_seed(tmp_path / "seed.json", [registry.endpoint])
+        with start_register(seed, "fast", ["t"], interval=0.01, ttl=1000, stderr=subprocess.PIPE) as host:
+            host.signal(signal.SIGTERM)
+            assert host.process.wait(10) == 0
+            stderr = host.process.stderr.read()
+    assert "apply interval 0.05s and TTL 600s, not 0.01s and 1000s" in stderr
+
+
+def test_check_seed_says_which_backend_a_seed_selects(tmp_path):
+    redis_seed = tmp_path / "redis.json"
+    redis_seed.write_text(json.dumps({"rpcmm-redis": "redis://:s3cret@127.0.0.1:6379/2", "t": ["h"]}))
+    result = rpcmm("check-seed", str(redis_seed))
+    assert result.returncode == 0, result.stderr
+    assert "Redis: redis://:***@127.0.0.1:6379/2" in result.stdout and "s3cret" not in result.stdout
+    ring = write_seed(tmp_path / "ring.json", ring={"t": ["h"]})
+    assert "no registries (a plain static ring)" in rpcmm("check-seed", str(ring)).stdout
+    typo = tmp_path / "typo.json"
+    typo.write_text('{"rpcmm-regisrty": ["127.0.0.1:7701"]}')
+    result = rpcmm("check-seed", str(typo))
+    assert result.returncode == 1 and "unknown reserved key" in result.stderr

@@ -88,18 +88,23 @@ def test_unauthenticated_and_unknown_keys_get_nothing_on_any_path(secured, seed_
     context.term()
 
 
-def test_the_policy_refuses_other_hosts_and_topics_per_record(secured, seed_for, make_matchmaker, keys):
+def test_the_policy_refuses_other_hosts_and_topics_per_record(secured, seed_for, make_matchmaker, keys, caplog):
     seed = seed_for(secured)
     client = make_matchmaker(seed, curve=keys["client"].load(), live=False, cache_max_age=0.0)
     client._client.cast(protocol.Heartbeat((
         protocol.HostState("compute-1", 1.0, 3.0, ("compute",)),  # allowed
         protocol.HostState("compute-2", 1.0, 3.0, ("scheduler",)),  # topic not granted
         protocol.HostState("sched-1", 1.0, 3.0, ("compute",)),  # host not granted
+        # One topic not granted: it serves the others (every full heartbeat would otherwise be
+        # refused, and the host expire after joining topic by topic).
+        protocol.HostState("compute-3", 1.0, 3.0, ("compute", "scheduler")),
     )))
-    wait_for(lambda: secured.stats.refused == 2)
-    assert client.hosts("compute") == ("compute-1",) and client.hosts("scheduler") == ()
-    client._client.cast(protocol.Unregister(("sched-1",)))  # may not unregister others' hosts
     wait_for(lambda: secured.stats.refused == 3)
+    assert client.hosts("compute") == ("compute-1", "compute-3") and client.hosts("scheduler") == ()
+    # Logs name the key as the policy does (its .key file's name), with the key itself.
+    assert "refused key client (" in caplog.text and "host compute-3 for topics scheduler" in caplog.text
+    client._client.cast(protocol.Unregister(("sched-1",)))  # may not unregister others' hosts
+    wait_for(lambda: secured.stats.refused == 4)
 
 
 def test_keys_granted_nothing_cannot_drop_a_host_by_reporting_it(start_server, seed_for, make_matchmaker, keys):

@@ -73,8 +73,8 @@ def test_url_hosts_are_the_registries():
 
 
 def test_url_hosts_need_a_port():
-    with pytest.raises(ConfigurationError):
-        _plan("zmq://10.0.0.1/")
+    with pytest.raises(ConfigurationError, match=r"need a port: 127\.0\.0\.1 \(zmq://127\.0\.0\.1:7701/"):
+        _plan("zmq://127.0.0.1/")
 
 
 def test_a_seed_file_names_the_registries(tmp_path):

@@ -95,6 +95,21 @@ def test_lookup_refuses_untyped_keys(mm):
         mm.lookup("t.h1")
 
 
+def test_a_host_record_larger_than_a_registry_takes_is_refused_at_register(mm):
+    from rpcmm import protocol
+
+    for i in range(protocol.MAX_TOPICS_PER_HOST):
+        mm.register(f"t{i}", "busy")
+    with pytest.raises(ConfigurationError, match="at most 1024"):
+        mm.register("one-too-many", "busy")
+    assert len(mm.table["busy"]) == protocol.MAX_TOPICS_PER_HOST  # what it had is kept
+    long_name = "\u20ac" * 255  # 765 bytes of UTF-8
+    with pytest.raises(ConfigurationError, match="bytes"):
+        for i in range(protocol.MAX_TOPICS_PER_HOST):
+            mm.register(f"{i}{long_name}"[:255], "wordy")
+    assert sum(len(t.encode()) for t in mm.table["wordy"]) <= protocol.MAX_RECORD_BYTES
+
+
 def test_registering_needs_a_started_matchmaker_and_valid_names():
     mm = Recording()
     with pytest.raises(LifecycleError):

@@ -56,10 +56,23 @@ def test_generate_does_not_leave_a_half_pair_when_the_public_file_exists(tmp_pat
     assert (tmp_path / "n.key").read_text() == "someone else's\n"
 
 
-@pytest.mark.parametrize("name", ["", "a/b", "..", "."])
-def test_generate_refuses_names_that_are_not_file_names(tmp_path, name):
-    with pytest.raises(ConfigurationError, match="plain file name"):
+@pytest.mark.parametrize("name", ["", "a/b", "..", ".", "a b", "key\n"])
+def test_generate_refuses_names_that_are_not_plain_names(tmp_path, name):
+    with pytest.raises(ConfigurationError, match="use letters, digits"):
         security.generate_keypair(tmp_path, name)
+
+
+def test_generate_into_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigurationError, match="not a directory"):
+        security.generate_keypair(tmp_path / "file", "k")
+
+
+def test_secret_keys_in_the_authorized_directory_are_ignored_with_a_warning(tmp_path, caplog):
+    security.generate_keypair(tmp_path, "client")
+    keys = security.load_authorized_keys(tmp_path)
+    assert keys == {security.load_public_key(tmp_path / "client.key")}
+    assert "holds secret keys (client.key_secret)" in caplog.text
 
 
 def test_keys_generate_command_prints_both_paths_and_the_public_key(tmp_path):

@@ -50,6 +50,13 @@ def test_every_example_seed_loads(path):
     ('{"rpcmm-registry": ["h:1", "h:1"]}', REGISTRY_KEY, "h:1", "listed twice"),
     ('{"rpcmm-registry": ["*:7701"]}', REGISTRY_KEY, "*:7701", "binds every interface"),
     ('{"rpcmm-registry": ["_reg:7701"]}', REGISTRY_KEY, "_reg:7701", "is not HOST:PORT"),
+    ('{"rpcmm-registry": []}', REGISTRY_KEY, [], "lists no registries"),
+    ('{"rpcmm-registry": ["999.1.1.1:7701"]}', REGISTRY_KEY, "999.1.1.1:7701", "is not an IPv4 address"),
+    ('{"rpcmm-registry": ["[fd00:::1:2]:7701"]}', REGISTRY_KEY, "[fd00:::1:2]:7701", "is not an IPv6 address"),
+    ('{"rpcmm-regisrty": ["h:1"]}', "rpcmm-regisrty", None, "unknown reserved key"),
+    ('{"rpcmm-registry": ["h:1"], "t": [], "rpcmm-registry": ["h:2"]}', REGISTRY_KEY, None, "appears twice"),
+    ('{"t": {}}', "t", {}, "not an object"),
+    ('{"t": null}', "t", None, "not null"),
 ])
 def test_errors_name_the_key_the_value_and_why(text, key, value, reason):
     with pytest.raises(SeedError) as caught:
