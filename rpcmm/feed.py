@@ -21,9 +21,9 @@ its own (see :mod:`rpcmm.runtime`), that owns the SUB socket and a DEALER for ST
 the loop and joins it.
 """
 
+import collections
 import itertools
 import logging
-import queue
 import random
 
 import zmq
@@ -70,7 +70,11 @@ class LiveFeed:
         self._source_up = True  # the last tick said UP (until a tick says otherwise)
         self.stats = {"deltas": 0, "snapshots": 0, "gaps": 0, "ticks": 0, "switches": 0}
         self._context = None
-        self._commands = queue.SimpleQueue()
+        # Filled by the application's threads, emptied by the native loop. A deque, not a
+        # queue.SimpleQueue: eventlet's monkey_patch swaps SimpleQueue for one built on a green
+        # lock, and a green thread and the native loop contending for it could hang either
+        # side for good. deque's append and popleft are atomic and never patched.
+        self._commands = collections.deque()
         self._wake_lock = runtime.native_lock()
         self._wake_send = None
         self._task = None
@@ -110,7 +114,7 @@ class LiveFeed:
         self._command(("follow", endpoint, topic))
 
     def _command(self, command):
-        self._commands.put(command)
+        self._commands.append(command)
         with self._wake_lock:
             try:
                 self._wake_send.send(b"", zmq.NOBLOCK)
@@ -164,8 +168,8 @@ class LiveFeed:
     def _run_commands(self):
         while True:
             try:
-                command = self._commands.get_nowait()
-            except queue.Empty:
+                command = self._commands.popleft()
+            except IndexError:
                 return True
             if command[0] == "stop":
                 return False

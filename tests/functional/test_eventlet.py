@@ -14,3 +14,12 @@ def test_server_heartbeats_lookups_and_live_feed_under_eventlet():
     result = subprocess.run([sys.executable, str(PROGRAM)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "eventlet ok eventlet.green.zmq" in result.stdout
+
+
+def test_green_threads_and_the_feeds_native_loop_share_its_command_queue_without_hanging():
+    # eventlet patches queue.SimpleQueue into a green-locked queue: a green thread and the
+    # native loop contending for it hung one side for good (after 3,000-14,000 commands).
+    program = pathlib.Path(__file__).with_name("eventlet_feed_commands_program.py")
+    result = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout[-500:] + result.stderr[-3000:]
+    assert "queued 100000" in result.stdout
