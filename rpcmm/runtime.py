@@ -10,6 +10,12 @@ rpcmm has two kinds of code that block:
   runtime's zmq binding (:attr:`Runtime.zmq`), :meth:`Runtime.spawn`, :meth:`Runtime.event`,
   :meth:`Runtime.lock` and :meth:`Runtime.poll`, which are green under eventlet.
 
+Logging from the native loops under eventlet: monkey_patch makes every logging handler's
+lock green, and a native thread that takes a green lock another green thread holds (or the
+other way round) can hang both for good. So records that rpcmm's own loggers make on those
+native threads are handed over (:class:`_NativeLogRelay`) to a green task in the hub's
+thread, which passes them to the handlers there; their time, thread and content are kept.
+
 Only :func:`default_runtime` decides which runtime a process gets. Under eventlet the zmq binding
 is eventlet's own ``eventlet.green.zmq`` (pyzmq's ``zmq.green`` is gevent's and does not work
 under eventlet); it greens ``send`` and ``recv`` (honouring ``RCVTIMEO``/``SNDTIMEO``) but not
@@ -17,6 +23,8 @@ under eventlet); it greens ``send`` and ``recv`` (honouring ``RCVTIMEO``/``SNDTI
 :meth:`Runtime.poll`.
 """
 
+import collections
+import logging
 import sys
 import threading
 import time
@@ -107,11 +115,32 @@ class _EventletRuntime(Runtime):
         self._eventlet = eventlet_module
         self._threading = original_threading
         self._thread = original_thread
+        self._log_relay = None
 
     def spawn_native(self, fn, name):
-        thread = self._threading.Thread(target=fn, name=name, daemon=True)
+        relay = self._relay()
+        relay.attach()
+        ready = self._thread.allocate_lock()
+        ready.acquire()
+
+        def run():
+            relay.enter()  # before fn logs anything
+            ready.release()
+            try:
+                fn()
+            finally:
+                relay.leave()
+
+        thread = self._threading.Thread(target=run, name=name, daemon=True)
         thread.start()
+        ready.acquire()  # a native lock: the hub waits the thread's start (microseconds), no more
+        relay.ensure_pump()
         return thread
+
+    def _relay(self):
+        if self._log_relay is None:
+            self._log_relay = _NativeLogRelay(self._eventlet, self._thread)
+        return self._log_relay
 
     def native_lock(self):
         return self._thread.allocate_lock()
@@ -141,6 +170,72 @@ class _EventletRuntime(Runtime):
                 return {}
             self._eventlet.sleep(wait)
             pause = min(2 * pause, self._LONGEST_PAUSE)
+
+
+class _NativeLogRelay(logging.Filter):
+    """Hands log records made on rpcmm's native threads (under eventlet) to the hub's thread.
+
+    A filter on every ``rpcmm`` logger: a record made on a registered native thread is queued
+    and dropped from direct handling; a green task (the pump, started by the green thread that
+    spawns a native one) hands the queue to ``logger.handle`` every :data:`_PUMP_EVERY`
+    seconds, where the filter lets it through. The pump ends once no native thread is left
+    and nothing is queued, and starts again with the next native thread.
+    """
+
+    _PUMP_EVERY = 0.05
+
+    def __init__(self, eventlet_module, original_thread):
+        super().__init__()
+        self._eventlet = eventlet_module
+        self._os_ident = original_thread.get_ident  # the OS thread's id, whatever greenlet runs
+        self._natives = set()  # OS ids of the live native threads rpcmm started
+        self._records = collections.deque()  # appended on native threads, emptied by the pump
+        self._pump = None
+
+    def enter(self):
+        """On a native thread, first thing: its records go to the relay from now on."""
+        self._natives.add(self._os_ident())
+
+    def leave(self):
+        self._natives.discard(self._os_ident())
+
+    def filter(self, record):
+        if self._natives and self._os_ident() in self._natives:
+            self._records.append(record)
+            return False
+        return True
+
+    def attach(self):
+        """Put the filter on every ``rpcmm`` logger that exists (each module makes its own at
+        import; filters are not inherited by child loggers)."""
+        manager = logging.Logger.manager
+        for name, logger in list(manager.loggerDict.items()):
+            if (name == "rpcmm" or name.startswith("rpcmm.")) and isinstance(logger, logging.Logger) \
+                    and self not in logger.filters:
+                logger.addFilter(self)
+
+    def ensure_pump(self):
+        """From a green thread: make sure the pump runs."""
+        if self._os_ident() in self._natives:
+            return  # a native thread started another: the pump already runs (it is alive)
+        if self._pump is None or self._pump.dead:
+            self._pump = self._eventlet.spawn(self._run_pump)
+
+    def _run_pump(self):
+        while True:
+            self._drain()
+            if not self._natives and not self._records:
+                return
+            self._eventlet.sleep(self._PUMP_EVERY)
+
+    def _drain(self):
+        records = self._records
+        while records:
+            record = records.popleft()
+            try:
+                logging.getLogger(record.name).handle(record)
+            except Exception:  # a handler's failure must not end the relay
+                logging.getLogger(__name__).exception("could not hand over a log record")
 
 
 def _threading_runtime():

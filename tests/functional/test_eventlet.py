@@ -23,3 +23,14 @@ def test_green_threads_and_the_feeds_native_loop_share_its_command_queue_without
     result = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout[-500:] + result.stderr[-3000:]
     assert "queued 100000" in result.stdout
+
+
+def test_native_threads_log_under_eventlet_without_hanging_and_nothing_is_lost():
+    # monkey_patch makes handler locks green; the registry's native loop logging while green
+    # threads log hung both within a second. Its records now reach the handlers from the hub.
+    program = pathlib.Path(__file__).with_name("eventlet_native_logging_program.py")
+    result = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout[-500:] + result.stderr[-3000:]
+    words = result.stdout.split()
+    joins, relayed = int(words[words.index("joins") + 1]), int(words[words.index("relayed") + 1])
+    assert joins > 100 and relayed == joins
