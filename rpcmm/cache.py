@@ -181,6 +181,15 @@ class LookupCache:
                 self._entries.pop(topic, None)
             self.generation += 1
 
+    def make_stale(self, topic):
+        """Make ``topic``'s entry stale (the next lookup asks again), keeping its hosts as the
+        fallback for when nobody answers."""
+        with self._lock:
+            entry = self._entries.get(topic)
+            if entry is not None:
+                self._entries[topic] = (entry[0], _NEVER, entry[2], entry[3], entry[4])
+                self.generation += 1
+
     def stale_host(self, host):
         """Make every entry that names ``host`` stale, so the next lookup asks again."""
         with self._lock:

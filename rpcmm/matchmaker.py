@@ -111,11 +111,11 @@ class Matchmaker(abc.ABC):
                 self._registrations.clear()
                 self._withdrawn = {}
                 self._started = False
-            for host in hosts:
+            if hosts:
                 try:
-                    self._withdraw(host)
-                except Exception:  # best effort: the registry will expire it anyway
-                    LOG.warning("could not unregister host %s on stop", host, exc_info=True)
+                    self._withdraw_many(hosts)
+                except Exception:  # best effort: the registry will expire them anyway
+                    LOG.warning("could not unregister %s on stop", ", ".join(hosts), exc_info=True)
         self._close()
 
     def __enter__(self):
@@ -280,6 +280,15 @@ class Matchmaker(abc.ABC):
 
     def _withdraw(self, host):
         """Remove ``host`` entirely now (unregister)."""
+
+    def _withdraw_many(self, hosts):
+        """Remove every host of ``hosts`` (on stop); backends with round trips do it in one.
+        The default withdraws them one by one, each failure logged and the rest still tried."""
+        for host in hosts:
+            try:
+                self._withdraw(host)
+            except Exception:  # best effort: the registry will expire it anyway
+                LOG.warning("could not unregister host %s on stop", host, exc_info=True)
 
     def _own_registrations_changed(self, topic):
         """This process registered or unregistered a host for ``topic``: a backend that caches

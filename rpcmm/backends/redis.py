@@ -162,6 +162,10 @@ class RedisMatchmaker(Matchmaker):
     def _withdraw(self, host):
         self._write([("withdraw", [host])])
 
+    def _withdraw_many(self, hosts):
+        # One round trip for all: on stop, against a Redis that hangs, each would cost a timeout.
+        self._write([("withdraw", [host]) for host in hosts])
+
     def _own_registrations_changed(self, topic):
         # Whether or not the write reached Redis, this client's next lookup must ask again.
         self.cache.invalidate((topic,))
@@ -260,10 +264,11 @@ def _connect(location, timeout):
         decode_responses=True,
         ssl=location.tls,
     )
-    # One immediate retry for commands: a pooled connection that a restarted server or a
-    # failover broke fails on first use, and the retry opens a new one. More would only delay
-    # the error.
-    command_retry, change_retry = Retry(NoBackoff(), 1), Retry(NoBackoff(), 0)
+    # One immediate retry for commands, on a broken connection only: a pooled connection that
+    # a restarted server or a failover broke fails on first use, and the retry opens a new one.
+    # Not on a timeout: a server that hangs would then cost each command two lookup timeouts.
+    command_retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
+    change_retry = Retry(NoBackoff(), 0)
     if location.uses_sentinel:
         sentinel = Sentinel(
             [(e.host, e.port) for e in location.endpoints],

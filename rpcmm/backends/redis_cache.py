@@ -3,10 +3,13 @@
 The lookup cache bounds each answer's age and the number of topics. On top of it, this adds
 what pub/sub makes possible:
 
-- a change message for a topic drops its entry (:meth:`InvalidatedCache.invalidate`);
+- a change message for a topic makes its entry stale (:meth:`InvalidatedCache.invalidate`);
 - losing (or re-establishing) the change channel makes every entry stale at once
-  (:meth:`InvalidatedCache.age_all`): messages may have been missed meanwhile. Stale entries
-  stay, because when Redis cannot be reached an old answer is better than none.
+  (:meth:`InvalidatedCache.age_all`): messages may have been missed meanwhile.
+
+Stale entries stay in both cases, because when Redis cannot be reached an old answer is better
+than none: after a Redis restart every host's heartbeat re-announces its topics, and dropping
+the entries then would leave every client without a fallback just while Redis flaps.
 
 A lookup that races with an invalidation must not serve the answer it fetched before the
 change as fresh. Callers read :attr:`InvalidatedCache.generation` before querying Redis and pass
@@ -63,11 +66,11 @@ class InvalidatedCache:
             return fresh
 
     def invalidate(self, topics):
-        """Drop the entries of ``topics`` (their hosts changed)."""
+        """Make the entries of ``topics`` stale (their hosts changed); they stay as fallbacks."""
         with self._lock:
             self._generation += 1
             for topic in topics:
-                self._entries.invalidate(topic)
+                self._entries.make_stale(topic)
 
     def age_all(self):
         """Make every entry stale, but keep them for fallback answers."""

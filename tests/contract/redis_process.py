@@ -12,6 +12,7 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import subprocess
 import time
 
@@ -71,6 +72,13 @@ class RedisProcess:
 
         options.setdefault("socket_timeout", 2)
         return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, **options)
+
+    def pause(self):
+        """SIGSTOP the server: it keeps its connections but answers nothing (a hung server)."""
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self._process.send_signal(signal.SIGCONT)
 
     def stop(self):
         """Terminate the server and wait for it; idempotent. The port stays in self.port."""

@@ -2,6 +2,8 @@
 trip per lookup, pub/sub cache invalidation, reconnection, Sentinel failover, and the CI rule
 for a missing redis-server."""
 
+import time
+
 import pytest
 
 from rpcmm.addressing import Fanout
@@ -157,6 +159,45 @@ def test_a_restarted_server_is_found_again_and_refilled_by_heartbeats(make, work
         wait_for(lambda: client.lookup(Fanout("compute")) == ("host-a",) and client.wait_subscribed(0),
                  what="host-a back and change channel resubscribed")
     finally:
+        server.stop()
+
+
+def test_a_topic_that_changed_is_still_answered_from_cache_while_the_server_is_down(make, workdir):
+    # A change message makes the entry stale; it must stay as the fallback (it was dropped,
+    # so a topic that changed just before an outage raised RegistryUnavailable).
+    server = RedisProcess(redis_executable(), workdir).start()
+    try:
+        provider, client = make(server.url), make(server.url, cache_max_age=LONG_CACHE)
+        assert client.wait_subscribed(5)
+        provider.register("compute", "host-a")
+        wait_for(lambda: client.lookup(Fanout("compute")) == ("host-a",), what="host-a visible")
+        generation = client.cache.generation
+        provider.register("compute", "host-b")  # the change message reaches the client's cache
+        wait_for(lambda: client.cache.generation > generation, what="change message seen")
+        server.stop()
+        assert client.lookup(Fanout("compute")) == ("host-a",)  # stale, but better than nothing
+    finally:
+        server.stop()
+
+
+def test_a_hung_server_costs_a_lookup_one_timeout_and_a_stop_one_round_trip(make, workdir):
+    # Timeouts are not retried (a hung server cost a lookup two timeouts) and stop() withdraws
+    # every host in one pipeline (five hosts cost it nine seconds at a 0.5 s timeout).
+    server = RedisProcess(redis_executable(), workdir).start()
+    try:
+        matchmaker = make(server.url, lookup_timeout=1.0, cache_max_age=0)
+        for i in range(5):
+            matchmaker.register("compute", f"host-{i}")
+        assert len(matchmaker.hosts("compute")) == 5
+        server.pause()
+        started = time.monotonic()
+        assert len(matchmaker.hosts("compute")) == 5  # the stale answer, after one timeout
+        assert time.monotonic() - started < 1.7
+        started = time.monotonic()
+        matchmaker.stop()
+        assert time.monotonic() - started < 3.0
+    finally:
+        server.resume()
         server.stop()
 
 
