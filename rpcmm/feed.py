@@ -98,9 +98,15 @@ class LiveFeed:
         if self._task is None:
             return
         self._command(("stop",))
-        self._task.join(timeout)
-        self._task = None
-        self._wake_send.close()
+        task, self._task = self._task, None
+        task.join(timeout)
+        with self._wake_lock:  # a follow() racing this stop finds the pipe closed, not broken
+            self._wake_send.close()
+        if task.is_alive():
+            # Its sockets are still open: term() would wait for them for ever. Leaking the
+            # context of a stuck loop is the lesser harm.
+            LOG.error("live feed loop did not stop within %gs; leaving its sockets", timeout)
+            return
         self._context.term()
 
     def follow(self, endpoint, topic):
@@ -116,6 +122,8 @@ class LiveFeed:
     def _command(self, command):
         self._commands.append(command)
         with self._wake_lock:
+            if self._wake_send is None or self._wake_send.closed:
+                return  # not started, or stopped: a lookup that raced stop() has nothing left to follow
             try:
                 self._wake_send.send(b"", zmq.NOBLOCK)
             except zmq.Again:  # already awake with a full pipe

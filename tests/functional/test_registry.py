@@ -147,6 +147,42 @@ def test_a_start_that_fails_after_binding_releases_every_socket():
     server.stop()  # nothing to stop: still fine
 
 
+def test_stopping_a_registry_whose_loop_is_stuck_returns(caplog):
+    # A loop that does not end (a bug, a handler that blocks) must not make stop() hang in
+    # context.term() for ever: it gives up after its timeout, says so, and leaves the sockets.
+    import threading
+
+    from rpcmm.server import RegistryServer
+
+    release = threading.Event()
+    server = RegistryServer("127.0.0.1:0")
+    server._serve = lambda: release.wait(30)  # never reads its wake-up
+    server.start()
+    stopper = threading.Thread(target=server.stop, kwargs={"timeout": 0.2})
+    stopper.start()
+    stopper.join(5)
+    try:
+        assert not stopper.is_alive(), "stop() hung on a stuck loop"
+        assert "did not stop within 0.2s" in caplog.text
+    finally:
+        release.set()
+        server._close_sockets()
+        server._context.term()
+
+
+def test_a_live_feed_followed_after_it_stopped_ignores_it():
+    # A lookup racing the matchmaker's stop() asks the stopped feed to follow a topic.
+    from rpcmm.addressing import Endpoint
+    from rpcmm.cache import LookupCache
+    from rpcmm.clock import SYSTEM_CLOCK
+    from rpcmm.feed import LiveFeed
+    from rpcmm.runtime import THREADING
+
+    feed = LiveFeed(LookupCache(), THREADING, SYSTEM_CLOCK, timeout=0.05).start()
+    feed.stop()
+    feed.follow(Endpoint("127.0.0.1", 9), "t")  # no error
+
+
 def test_hostile_messages_are_dropped_and_harm_nobody(start_server, seed_for, matchmakers, context):
     server = start_server()
     seed = seed_for(server)
