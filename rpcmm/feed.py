@@ -79,8 +79,14 @@ class LiveFeed:
         self._wake_send = None
         self._task = None
         self._request_ids = itertools.count(random.getrandbits(32))
-        self._following = {}  # topic -> endpoint last asked for (callers' side, for follow())
+        # topic -> endpoint last asked for (callers' side, for follow()), least recently
+        # followed first. At most as many topics as the cache holds are followed: a process
+        # that looked up many topics over its life (servers by name, hosts long gone) would
+        # otherwise subscribe to all of them for ever, and after a registry restart take a
+        # snapshot of each, crowding the topics in use out of its cache.
+        self._following = collections.OrderedDict()
         self._following_source = None
+        self.max_followed = cache.max_entries
 
     def start(self):
         self._context = zmq.Context()
@@ -112,12 +118,23 @@ class LiveFeed:
     def follow(self, endpoint, topic):
         """Keep ``topic`` current, from ``endpoint``'s feed (switching registries if needed).
 
-        Cheap when nothing changes: what was already asked for is not asked again."""
-        if self._following.get(topic) == endpoint and self._following_source == endpoint:
+        Cheap when nothing changes: what was already asked for is not asked again. Beyond
+        :attr:`max_followed` topics the least recently followed one is dropped (its cached
+        answer is then asked again at its next lookup, which follows it again)."""
+        following = self._following
+        if following.get(topic) == endpoint and self._following_source == endpoint:
+            following.move_to_end(topic)
             return
-        self._following[topic] = endpoint
+        following[topic] = endpoint
+        following.move_to_end(topic)
         self._following_source = endpoint
         self._command(("follow", endpoint, topic))
+        while len(following) > self.max_followed:
+            try:
+                oldest, _ = following.popitem(last=False)
+            except KeyError:  # another thread emptied it meanwhile
+                break
+            self._command(("unfollow", None, oldest))
 
     def _command(self, command):
         self._commands.append(command)
@@ -181,13 +198,26 @@ class LiveFeed:
                 return True
             if command[0] == "stop":
                 return False
-            _, endpoint, topic = command
+            kind, endpoint, topic = command
+            if kind == "unfollow":
+                self._unfollow(topic)
+                continue
             if endpoint != self._source:
                 self._switch(endpoint)
             if topic not in self._topics:
                 self._topics.add(topic)
                 if self._sub is not None:
                     self._sub.setsockopt(zmq.SUBSCRIBE, protocol.topic_key(topic))
+
+    def _unfollow(self, topic):
+        if topic not in self._topics:
+            return
+        self._topics.discard(topic)
+        if self._sub is not None:
+            self._sub.setsockopt(zmq.UNSUBSCRIBE, protocol.topic_key(topic))
+        # No delta keeps it right any more: stale, so its next lookup asks again (and follows
+        # it again); kept as the fallback for when no registry answers.
+        self.cache.make_stale(topic)
 
     def _switch(self, endpoint):
         """Move to ``endpoint``'s feed: ask it for its feed port, subscribe to everything."""

@@ -183,6 +183,36 @@ def test_a_live_feed_followed_after_it_stopped_ignores_it():
     feed.follow(Endpoint("127.0.0.1", 9), "t")  # no error
 
 
+def test_a_live_feed_follows_no_more_topics_than_its_cache_holds():
+    # Every topic ever looked up was followed for good: memory, subscriptions, and after a
+    # registry restart a snapshot of each, crowding the topics in use out of the cache.
+    from rpcmm.addressing import Endpoint
+    from rpcmm.cache import LookupCache
+    from rpcmm.clock import SYSTEM_CLOCK
+    from rpcmm.feed import LiveFeed
+    from rpcmm.runtime import THREADING
+
+    cache = LookupCache(max_entries=50)
+    feed = LiveFeed(cache, THREADING, SYSTEM_CLOCK, timeout=0.05).start()
+    try:
+        nobody = Endpoint("127.0.0.1", 9)
+        cache.put("t1", ("h",), 0.0)
+        for n in range(50):
+            feed.follow(nobody, f"t{n}")
+        feed.follow(nobody, "t0")  # followed again: now the most recent
+        feed.follow(nobody, "t50")  # one too many: the least recent, t1, goes
+        assert "t0" in feed._following and "t1" not in feed._following
+        for n in range(51, 500):
+            feed.follow(nobody, f"t{n}")
+        assert len(feed._following) == 50
+        wait_for(lambda: not feed._commands, timeout=5)
+        wait_for(lambda: len(feed._topics) == 50, timeout=5)
+        assert set(feed._topics) == {f"t{n}" for n in range(450, 500)}
+        assert cache.fresh("t1", 0.0) is None and cache.stale("t1") == ("h",)  # asked again next time
+    finally:
+        feed.stop()
+
+
 def test_hostile_messages_are_dropped_and_harm_nobody(start_server, seed_for, matchmakers, context):
     server = start_server()
     seed = seed_for(server)
