@@ -8,6 +8,7 @@ stays fast.
 import argparse
 import json
 import logging
+import math
 import signal
 import sys
 import threading
@@ -150,7 +151,18 @@ def _unreachable_hint(args):
     from the client's side (the registry refuses the handshake without a word)."""
     if getattr(args, "secret_key", None):
         return "are they running, and do they admit this key (--secret-key) and is --server-key theirs?"
+    if _selects_redis(getattr(args, "seed", None)):
+        return "is Redis running, and reachable from here?"
     return "are they running, and do they need CURVE keys (--secret-key, --server-key)?"
+
+
+def _selects_redis(path):
+    from rpcmm.seed import load_seed
+
+    try:
+        return path is not None and load_seed(path).redis is not None
+    except RpcmmError:
+        return False
 
 
 def _registries_only(seed, command):
@@ -247,7 +259,10 @@ class _ShutdownSignals:
     def __enter__(self):
         self._received = []
         self._done = threading.Event()
-        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        # A signal the process was started ignoring stays ignored: ``nohup rpcmm registry``
+        # must outlive its terminal.
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS
+                          if signal.getsignal(sig) is not signal.SIG_IGN}
         return self
 
     def _handle(self, signum, frame):
@@ -326,7 +341,7 @@ def _register(args):
     timing = HeartbeatTiming(interval, ttl)
     if seed.registries:
         applied = TimingBounds().enforce(interval, ttl)
-        if applied != (interval, ttl):
+        if not all(math.isclose(a, b) for a, b in zip(applied, (interval, ttl))):
             _warn(f"registries with the default bounds apply interval {applied[0]:g}s and TTL {applied[1]:g}s, "
                   f"not {interval:g}s and {ttl:g}s (doc/operations.rst, Timing defaults)")
     matchmaker = matchmaker_for_seed(seed, timing=timing, lookup_timeout=args.timeout, live=False,

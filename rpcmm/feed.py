@@ -87,6 +87,10 @@ class LiveFeed:
         self._following = collections.OrderedDict()
         self._following_source = None
         self.max_followed = cache.max_entries
+        # follow() runs on any thread: its bookkeeping and the commands it queues change
+        # together, so the loop's subscriptions always match _following. Native: held for
+        # microseconds, and by green and native threads alike.
+        self._follow_lock = runtime.native_lock()
 
     def start(self):
         self._context = zmq.Context()
@@ -122,19 +126,17 @@ class LiveFeed:
         :attr:`max_followed` topics the least recently followed one is dropped (its cached
         answer is then asked again at its next lookup, which follows it again)."""
         following = self._following
-        if following.get(topic) == endpoint and self._following_source == endpoint:
+        with self._follow_lock:
+            if following.get(topic) == endpoint and self._following_source == endpoint:
+                following.move_to_end(topic)
+                return
+            following[topic] = endpoint
             following.move_to_end(topic)
-            return
-        following[topic] = endpoint
-        following.move_to_end(topic)
-        self._following_source = endpoint
-        self._command(("follow", endpoint, topic))
-        while len(following) > self.max_followed:
-            try:
+            self._following_source = endpoint
+            self._command(("follow", endpoint, topic))
+            while len(following) > self.max_followed:
                 oldest, _ = following.popitem(last=False)
-            except KeyError:  # another thread emptied it meanwhile
-                break
-            self._command(("unfollow", None, oldest))
+                self._command(("unfollow", None, oldest))
 
     def _command(self, command):
         self._commands.append(command)

@@ -135,7 +135,7 @@ class _EventletRuntime(Runtime):
         thread.start()
         ready.acquire()  # a native lock: the hub waits the thread's start (microseconds), no more
         relay.ensure_pump()
-        return thread
+        return _RelayedThread(thread, relay)
 
     def _relay(self):
         if self._log_relay is None:
@@ -172,17 +172,46 @@ class _EventletRuntime(Runtime):
             pause = min(2 * pause, self._LONGEST_PAUSE)
 
 
+class _RelayedThread:
+    """A native thread under eventlet; joining it also hands over the records it logged last
+    (a process that exits right after a stop would otherwise lose them)."""
+
+    def __init__(self, thread, relay):
+        self._thread = thread
+        self._relay = relay
+
+    def join(self, timeout=None):
+        self._thread.join(timeout)
+        self._relay.flush()
+
+    def is_alive(self):
+        return self._thread.is_alive()
+
+    @property
+    def ident(self):
+        return self._thread.ident
+
+    @property
+    def name(self):
+        return self._thread.name
+
+
 class _NativeLogRelay(logging.Filter):
     """Hands log records made on rpcmm's native threads (under eventlet) to the hub's thread.
 
     A filter on every ``rpcmm`` logger: a record made on a registered native thread is queued
     and dropped from direct handling; a green task (the pump, started by the green thread that
     spawns a native one) hands the queue to ``logger.handle`` every :data:`_PUMP_EVERY`
-    seconds, where the filter lets it through. The pump ends once no native thread is left
-    and nothing is queued, and starts again with the next native thread.
+    seconds, where the filter lets it through, :data:`_PUMP_BATCH` at a time with a yield
+    between batches (a registry logging a join storm must not hold the hub). At most
+    :data:`_MAX_QUEUED` records wait; beyond that they are counted, and the count logged. The
+    pump ends once no native thread is left and nothing is queued, and starts again with the
+    next native thread.
     """
 
     _PUMP_EVERY = 0.05
+    _PUMP_BATCH = 256
+    _MAX_QUEUED = 100_000
 
     def __init__(self, eventlet_module, original_thread):
         super().__init__()
@@ -190,6 +219,7 @@ class _NativeLogRelay(logging.Filter):
         self._os_ident = original_thread.get_ident  # the OS thread's id, whatever greenlet runs
         self._natives = set()  # OS ids of the live native threads rpcmm started
         self._records = collections.deque()  # appended on native threads, emptied by the pump
+        self._dropped = 0  # records not queued because the queue was full (native side only)
         self._pump = None
 
     def enter(self):
@@ -201,9 +231,17 @@ class _NativeLogRelay(logging.Filter):
 
     def filter(self, record):
         if self._natives and self._os_ident() in self._natives:
-            self._records.append(record)
+            if len(self._records) < self._MAX_QUEUED:
+                self._records.append(record)
+            else:
+                self._dropped += 1
             return False
         return True
+
+    def flush(self):
+        """Hand over what is queued now, from the calling green thread (not from a native one)."""
+        if self._os_ident() not in self._natives:
+            self._drain(limit=None)
 
     def attach(self):
         """Put the filter on every ``rpcmm`` logger that exists (each module makes its own at
@@ -223,19 +261,29 @@ class _NativeLogRelay(logging.Filter):
 
     def _run_pump(self):
         while True:
-            self._drain()
+            while self._drain(limit=self._PUMP_BATCH):
+                self._eventlet.sleep(0)  # more queued: let the other green threads run first
             if not self._natives and not self._records:
                 return
             self._eventlet.sleep(self._PUMP_EVERY)
 
-    def _drain(self):
+    def _drain(self, limit):
+        """Hand over up to ``limit`` records (None: all); True if some are left."""
         records = self._records
-        while records:
+        handed = 0
+        while records and (limit is None or handed < limit):
             record = records.popleft()
+            handed += 1
             try:
                 logging.getLogger(record.name).handle(record)
             except Exception:  # a handler's failure must not end the relay
                 logging.getLogger(__name__).exception("could not hand over a log record")
+        dropped, self._dropped = self._dropped, 0  # a few may be lost from the count: it is a hint
+        if dropped:
+            logging.getLogger(__name__).warning(
+                "%d log records from rpcmm's native threads were dropped: more than %d waited for "
+                "the hub (a green thread holding it for long?)", dropped, self._MAX_QUEUED)
+        return bool(records)
 
 
 def _threading_runtime():

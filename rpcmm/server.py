@@ -37,6 +37,7 @@ never touches another host's entry.
 """
 
 import logging
+import math
 import random
 
 import zmq
@@ -437,7 +438,7 @@ class RegistryServer:
         """For a joining host's log line: the timing the bounds impose, if not what it declared
         (operators then see why a host sending 100 beats a second is kept as if at 20)."""
         applied = self.table.bounds.enforce(state.interval, state.ttl)
-        if applied == (state.interval, state.ttl):
+        if math.isclose(applied[0], state.interval) and math.isclose(applied[1], state.ttl):
             return ""
         return (f" (declared interval {state.interval:g}s and TTL {state.ttl:g}s; the registry's bounds "
                 f"apply {applied[0]:g}s and {applied[1]:g}s)")

@@ -167,8 +167,9 @@ class RedisMatchmaker(Matchmaker):
         self._write([("withdraw", [host]) for host in hosts])
 
     def _own_registrations_changed(self, topic):
-        # Whether or not the write reached Redis, this client's next lookup must ask again.
-        self.cache.invalidate((topic,))
+        # Whether or not the write reached Redis, this client's next lookup must ask again, and
+        # must not fall back on an answer from before its own change.
+        self.cache.drop(topic)
 
     # -- Redis calls ---------------------------------------------------------------------------
 

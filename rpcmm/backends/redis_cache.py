@@ -72,6 +72,13 @@ class InvalidatedCache:
             for topic in topics:
                 self._entries.make_stale(topic)
 
+    def drop(self, topic):
+        """Forget ``topic`` entirely: this process changed its own registration of it, and must
+        neither serve the old answer fresh nor fall back on it (a host it just unregistered)."""
+        with self._lock:
+            self._generation += 1
+            self._entries.invalidate(topic)
+
     def age_all(self):
         """Make every entry stale, but keep them for fallback answers."""
         with self._lock:

@@ -180,6 +180,21 @@ def test_a_topic_that_changed_is_still_answered_from_cache_while_the_server_is_d
         server.stop()
 
 
+def test_a_host_this_process_unregistered_is_not_its_fallback_answer(make, workdir):
+    # Its own change drops the entry (a change message from others only makes it stale).
+    server = RedisProcess(redis_executable(), workdir).start()
+    try:
+        matchmaker = make(server.url, cache_max_age=LONG_CACHE)
+        matchmaker.register("compute", "host-a")
+        assert matchmaker.lookup(Fanout("compute")) == ("host-a",)
+        server.stop()
+        matchmaker.unregister("compute", "host-a")
+        with pytest.raises(RegistryUnavailable):
+            matchmaker.lookup(Fanout("compute"))
+    finally:
+        server.stop()
+
+
 def test_a_hung_server_costs_a_lookup_one_timeout_and_a_stop_one_round_trip(make, workdir):
     # Timeouts are not retried (a hung server cost a lookup two timeouts) and stop() withdraws
     # every host in one pipeline (five hosts cost it nine seconds at a 0.5 s timeout).

@@ -6,12 +6,17 @@ Queues 100,000 ``follow`` commands from the main green thread as fast as it can 
 feed's native loop takes them, with the interpreter switching threads as often as it can (so a
 race between the two sides is hit in seconds if there is one). Prints ``queued N`` and exits 0,
 or prints ``HANG`` and exits 1 if no command was queued for two seconds.
+
+The feed's cache file cannot be written: the warning its loop logs as it stops must have
+reached the handlers by the time ``stop()`` returns (``last words logged``), though the loop
+ran on a native thread whose records the runtime relays to the hub.
 """
 
 import eventlet
 
 eventlet.monkey_patch()
 
+import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
@@ -33,7 +38,16 @@ real_time = patcher.original("time")
 def main():
     sys.setswitchinterval(1e-6)  # hand the GIL over as often as possible
     runtime = eventlet_runtime()
-    feed = LiveFeed(LookupCache(lock=runtime.native_lock()), runtime, SYSTEM_CLOCK, timeout=0.05).start()
+    warnings = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            warnings.append(record.getMessage())
+
+    logging.getLogger("rpcmm").addHandler(Keep(logging.WARNING))
+    unwritable = os.path.join(os.path.dirname(os.path.abspath(__file__)), "no-such-directory", "cache.json")
+    feed = LiveFeed(LookupCache(lock=runtime.native_lock()), runtime, SYSTEM_CLOCK, timeout=0.05,
+                    cache_file=unwritable).start()
     nobody = Endpoint("127.0.0.1", 9)  # nothing listens: the loop only takes the commands
     progress = [0]
 
@@ -54,6 +68,8 @@ def main():
             eventlet.sleep(0)
     feed.stop()
     print(f"queued {progress[0]}", flush=True)
+    if any("could not write the cache file" in message for message in warnings):
+        print("last words logged", flush=True)
 
 
 if __name__ == "__main__":

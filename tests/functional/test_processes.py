@@ -175,6 +175,27 @@ def test_a_restarted_registry_answers_with_its_full_table_before_any_heartbeat(c
             assert status["state"] == "up" and status["synced_from"] == str(second.endpoint)
 
 
+def test_a_registry_started_with_sighup_ignored_outlives_its_terminal(tmp_path):
+    # nohup: SIGHUP ignored from the start stays ignored; SIGTERM still stops it cleanly.
+    seed = write_seed(tmp_path / "seed.json", ["127.0.0.1:9"])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rpcmm", "registry", "--seed", str(seed), "--endpoint", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        assert process.stdout.readline().startswith("rpcmm registry: serving on ")
+        process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert process.poll() is None, "SIGHUP stopped a registry started under nohup"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+        process.stdout.close()
+
+
 def test_register_warns_when_no_registry_lists_the_host(tmp_path):
     # Nothing listens on the seed's registry: the host is registered with nobody, and says so
     # (it goes on heartbeating, so a registry that comes up later gets it).

@@ -213,6 +213,53 @@ def test_a_live_feed_follows_no_more_topics_than_its_cache_holds():
         feed.stop()
 
 
+def test_following_from_many_threads_keeps_the_subscriptions_and_the_bookkeeping_equal():
+    # follow() from several threads with a small cache: the topics the feed believes it
+    # follows must be the ones its loop subscribes to (before its lock, a topic evicted by
+    # one thread and followed again by another could end up believed followed, unsubscribed).
+    import random
+    import sys
+    import threading
+    import time
+
+    from rpcmm.addressing import Endpoint
+    from rpcmm.cache import LookupCache
+    from rpcmm.clock import SYSTEM_CLOCK
+    from rpcmm.feed import LiveFeed
+    from rpcmm.runtime import THREADING
+
+    endpoint, topics, errors = Endpoint("127.0.0.1", 9), [f"t{i}" for i in range(6)], []
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show up fast
+    try:
+        for trial in range(60):
+            feed = LiveFeed(LookupCache(max_entries=3), THREADING, SYSTEM_CLOCK)  # unstarted: commands pile up
+            stop_at = time.monotonic() + 0.03
+
+            def follow_some(k, feed=feed, stop_at=stop_at, trial=trial):
+                pick = random.Random(trial * 10 + k).choice
+                for _ in range(20_000):
+                    if time.monotonic() > stop_at:
+                        return
+                    try:
+                        feed.follow(endpoint, pick(topics))
+                    except Exception as exc:
+                        errors.append(repr(exc))
+
+            threads = [threading.Thread(target=follow_some, args=(k,)) for k in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+            subscribed = set()  # what the loop would subscribe to, replaying its commands
+            for kind, _, topic in feed._commands:
+                (subscribed.add if kind == "follow" else subscribed.discard)(topic)
+            assert set(feed._following) == subscribed, f"trial {trial}"
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+
+
 def test_hostile_messages_are_dropped_and_harm_nobody(start_server, seed_for, matchmakers, context):
     server = start_server()
     seed = seed_for(server)
