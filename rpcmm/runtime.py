@@ -245,12 +245,15 @@ class _NativeLogRelay(logging.Filter):
 
     def attach(self):
         """Put the filter on every ``rpcmm`` logger that exists (each module makes its own at
-        import; filters are not inherited by child loggers)."""
+        import; filters are not inherited by child loggers), and make their level checks
+        lockless: ``Logger.isEnabledFor`` takes logging's module lock (green once patched)
+        whenever its cache was cleared, by any ``setLevel`` in the process."""
         manager = logging.Logger.manager
         for name, logger in list(manager.loggerDict.items()):
             if (name == "rpcmm" or name.startswith("rpcmm.")) and isinstance(logger, logging.Logger) \
                     and self not in logger.filters:
                 logger.addFilter(self)
+                logger.isEnabledFor = _lockless_level_check(logger)
 
     def ensure_pump(self):
         """From a green thread: make sure the pump runs."""
@@ -284,6 +287,17 @@ class _NativeLogRelay(logging.Filter):
                 "%d log records from rpcmm's native threads were dropped: more than %d waited for "
                 "the hub (a green thread holding it for long?)", dropped, self._MAX_QUEUED)
         return bool(records)
+
+
+def _lockless_level_check(logger):
+    """``logger.isEnabledFor`` without the cache and its lock: the same answer, read from the
+    logger tree (a few attribute reads; the tree changes under the lock, and a read that sees
+    it a moment early or late is as good as the cache would have been)."""
+    def is_enabled_for(level):
+        if logger.disabled or logger.manager.disable >= level:
+            return False
+        return level >= logger.getEffectiveLevel()
+    return is_enabled_for
 
 
 def _threading_runtime():
