@@ -179,8 +179,8 @@ def change_propagation(endpoint, n, gap=0.003, warmup=20, timeout=1.0, budget=60
     arrived, event = [], threading.Event()
     original = mm.cache.apply_delta
 
-    def timed_apply(delta, now):
-        outcome = original(delta, now)
+    def timed_apply(delta, now, **options):  # the cache's signature, whatever options it grows
+        outcome = original(delta, now, **options)
         if delta.topic == topic:
             arrived.append(time.perf_counter_ns())
             event.set()
