@@ -71,7 +71,7 @@ def _parser():
         sub.add_argument("--server-key", metavar="FILE",
                          help="the registries' public certificate (NAME.key); with --secret-key")
 
-    sub = command("registry", _registry, "Serve a registry in the foreground until SIGINT or SIGTERM.",
+    sub = command("registry", _registry, "Serve a registry in the foreground until SIGINT, SIGTERM or SIGHUP.",
                   log_level="info")
     seed_option(sub)
     sub.add_argument("--endpoint", required=True, metavar="HOST:PORT",
@@ -97,7 +97,7 @@ def _parser():
                      help="topic authorization policy (JSON; see doc/security.rst); needs keys")
 
     sub = command("register", _register,
-                  "Register a host for topics and heartbeat until SIGINT or SIGTERM, then unregister.")
+                  "Register a host for topics and heartbeat until SIGINT, SIGTERM or SIGHUP, then unregister.")
     seed_option(sub)
     sub.add_argument("--host", required=True, metavar="NAME", help="the host name to register")
     sub.add_argument("--interval", type=_positive, default=None, metavar="S",
@@ -170,9 +170,13 @@ def _registries_only(seed, command):
     from rpcmm.errors import ConfigurationError
 
     if not seed.registries:
-        kind = "selects Redis" if seed.redis is not None else "is a plain static ring"
-        raise ConfigurationError(f"{seed.source} lists no registries under 'rpcmm-registry' ({kind}): "
+        raise ConfigurationError(f"{seed.source} lists no registries under 'rpcmm-registry' ({_seed_kind(seed)}): "
                                  f"'rpcmm {command}' asks registries")
+
+
+def _seed_kind(seed):
+    """What a seed without registries is, for error messages."""
+    return "it selects Redis" if seed.redis is not None else "it is a plain static ring"
 
 
 def _warn(message):
@@ -186,12 +190,12 @@ def _bind_address(text, port):
 
     bracketed = text.startswith("[") and text.endswith("]")
     host = text[1:-1] if bracketed else text
-    if ":" in host and not bracketed and host.count(":") == 1:
+    if "]:" in text or (not bracketed and host.count(":") == 1):  # [::1]:7701, 10.0.0.1:7701
         raise ConfigurationError(f"--bind {text}: an address without a port (the endpoint's port, {port}, is used)")
     try:
         return Endpoint.parse(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
     except ConfigurationError as exc:
-        raise ConfigurationError(f"--bind: {exc}") from None
+        raise ConfigurationError(f"--bind {text}: {exc}") from None
 
 
 def _positive(text):
@@ -259,10 +263,11 @@ class _ShutdownSignals:
     def __enter__(self):
         self._received = []
         self._done = threading.Event()
-        # A signal the process was started ignoring stays ignored: ``nohup rpcmm registry``
-        # must outlive its terminal.
+        # SIGHUP ignored from the start (nohup) stays ignored: the command must outlive its
+        # terminal. SIGINT is caught even then: shells start background jobs ignoring it, and
+        # ``kill -INT`` must still stop them.
         self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS
-                          if signal.getsignal(sig) is not signal.SIG_IGN}
+                          if sig != signal.SIGHUP or signal.getsignal(sig) is not signal.SIG_IGN}
         return self
 
     def _handle(self, signum, frame):
@@ -295,7 +300,7 @@ def _registry(args):
     try:
         endpoint = Endpoint.parse(args.endpoint)
     except ConfigurationError as exc:
-        raise ConfigurationError(f"--endpoint: {exc}") from None
+        raise ConfigurationError(f"--endpoint {args.endpoint}: {exc}") from None
     if endpoint.port != 0 and endpoint not in seed.registries:
         listed = ", ".join(str(e) for e in seed.registries) or "none"
         raise ConfigurationError(f"{endpoint} is not one of the registries {args.seed} lists ({listed})")
@@ -334,7 +339,7 @@ def _register(args):
 
     seed = load_seed(args.seed)
     if not seed.registries and seed.redis is None:
-        raise ConfigurationError(f"{args.seed} is a plain static ring (no 'rpcmm-registry', no 'rpcmm-redis'): "
+        raise ConfigurationError(f"{args.seed} lists no registries under 'rpcmm-registry' ({_seed_kind(seed)}): "
                                  "there is nothing to register with")
     interval = args.interval or DEFAULT_INTERVAL
     ttl = args.ttl or max(DEFAULT_TTL, 3 * interval)
@@ -471,7 +476,8 @@ def _status(args):
             print(f"{r['registry']:<22} {r['state']:<11} {r['hosts']:>6} {r['behind']:>6} {full:>5} "
                   f"{r['refused']:>7} {r['epoch']:>16} {r['seq']:>8}  {sync}")
     if all(r["state"] == "unreachable" for r in registries):
-        _warn(f"no registry answered within {args.timeout:g}s; {_unreachable_hint(args)}")
+        print(f"rpcmm: error: no registry answered within {args.timeout:g}s; {_unreachable_hint(args)}",
+              file=sys.stderr)
         return 1
     return 0
 

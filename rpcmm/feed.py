@@ -1,7 +1,8 @@
 """The client side of a registry's live feed: deltas into the cache as they happen.
 
-A :class:`LiveFeed` subscribes, on the registry the client's lookups go to, to every topic the
-client has looked up, and applies what arrives to the :class:`~rpcmm.cache.LookupCache`:
+A :class:`LiveFeed` subscribes, on the registry the client's lookups go to, to the topics the
+client has looked up (at most as many as its cache holds, the least recently fetched from a
+registry dropped first), and applies what arrives to the :class:`~rpcmm.cache.LookupCache`:
 
 - a DELTA on top of the cached version replaces the entry at once (milliseconds after the
   change, not at the next cache expiry); any other DELTA reveals a gap and makes the entry stale

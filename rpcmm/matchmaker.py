@@ -321,7 +321,7 @@ def _check_record(host, topics):
     if len(topics) > protocol.MAX_TOPICS_PER_HOST:
         raise ConfigurationError(f"host {host!r} would serve {len(topics)} topics; a host serves at most "
                                  f"{protocol.MAX_TOPICS_PER_HOST}")
-    size = len(host.encode()) + sum(len(t.encode()) for t in topics)
+    size = protocol.record_bytes(host, topics)
     if size > protocol.MAX_RECORD_BYTES:
         raise ConfigurationError(f"host {host!r}: its name and topics would add up to {size} bytes; at most "
                                  f"{protocol.MAX_RECORD_BYTES}")

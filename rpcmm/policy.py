@@ -123,7 +123,7 @@ class TopicPolicy:
     decision cache is a plain dict): one per registry loop.
     """
 
-    def __init__(self, grants, default, cache_size=DEFAULT_CACHE_SIZE, allow_all=False):
+    def __init__(self, grants, default, cache_size=DEFAULT_CACHE_SIZE, allow_all=False, names=None):
         self._grants = dict(grants)  # Z85 key (str) -> Grant
         self._default = default
         self._allow_all = allow_all
@@ -133,7 +133,7 @@ class TopicPolicy:
         self._cache = {}  # (key, host, topics) -> Verdict
         self._cached_names = 0  # hosts and topics in the cache's keys
         self._names_budget = cache_size * _CACHED_NAMES_PER_DECISION
-        self._names = {}  # Z85 key -> how the policy file named it (see name_of)
+        self._names = dict(names or {})  # Z85 key -> how the policy file named it (see name_of)
 
     @classmethod
     def allow_all(cls):
@@ -176,9 +176,7 @@ class TopicPolicy:
             grants[key] = _grant(source, f"keys.{reference}", entry)
             names[key] = reference
         default = _grant(source, "default", document["default"]) if "default" in document else _DENY_ALL
-        policy = cls(grants, default, cache_size=cache_size)
-        policy._names.update(names)
-        return policy
+        return cls(grants, default, cache_size=cache_size, names=names)
 
     def name_of(self, key_z85):
         """How logs name ``key_z85``: its name in the policy file (a ``.key`` file's NAME, or the

@@ -83,6 +83,7 @@ __all__ = [
     "MAX_HOSTS_PER_MESSAGE",
     "MAX_TOPICS_PER_HOST",
     "MAX_RECORD_BYTES",
+    "record_bytes",
 ]
 
 VERSION = 1
@@ -426,11 +427,16 @@ def decode(frame, max_bytes=MAX_MESSAGE_BYTES):
         # the hot path. A larger row could not be listed (it and its page would not fit in
         # a message), so it would stop every listing and warm-up at that host.
         for record in message.states if kind == Kind.HEARTBEAT else message.rows:
-            size = len(record.host.encode()) + sum(len(t.encode()) for t in record.topics)
+            size = record_bytes(record.host, record.topics)
             if size > MAX_RECORD_BYTES:
                 raise ProtocolError(f"host {record.host!r:.60}: its names add up to {size} bytes, "
                                     f"above {MAX_RECORD_BYTES}")
     return message
+
+
+def record_bytes(host, topics):
+    """What a host record's names weigh against :data:`MAX_RECORD_BYTES` (UTF-8 bytes)."""
+    return len(host.encode()) + sum(len(topic.encode()) for topic in topics)
 
 
 def _need(data, count, what):

@@ -194,7 +194,7 @@ def load_authorized_keys(directory):
     keys = frozenset(load_public_key(path) for path in sorted(directory.glob(f"*{_PUBLIC_SUFFIX}")))
     if not keys:
         raise ConfigurationError(f"{directory}: holds no *{_PUBLIC_SUFFIX} public key files; nobody could connect")
-    secrets = sorted(path.name for path in directory.glob("*.key_secret"))
+    secrets = sorted(path.name for path in directory.glob(f"*{_SECRET_SUFFIX}"))
     if secrets:
         shown = ", ".join(secrets[:5]) + (", ..." if len(secrets) > 5 else "")
         LOG.warning("%s holds secret keys (%s): they are ignored, but a secret key belongs only on the host it "

@@ -9,7 +9,7 @@ heartbeat per host), a per-topic index, and Lua scripts so an announce is atomic
 is one round trip that returns only live hosts. A lookup goes:
 
 1. the local cache, if its entry is younger than ``cache_max_age`` *and* the change channel is
-   subscribed (pub/sub messages drop entries whose hosts changed);
+   subscribed (pub/sub messages make the entries whose hosts changed stale);
 2. Redis, one script call; the answer (the seed ring's static hosts first, then the live
    registered ones) is cached;
 3. if Redis cannot answer: the cached entry whatever its age, else the static hosts, else
@@ -21,7 +21,7 @@ A host that stops heartbeating expires in Redis after its TTL. Other clients dro
 ``ttl + cache_max_age``, or at once if the server publishes expiry events
 (``notify-keyspace-events Ex``, off by default; rpcmm never changes server configuration).
 Every other change reaches subscribed caches at once through the change channel, and a
-client's own register/unregister invalidates its own cache synchronously.
+client's own register/unregister drops the topic from its own cache synchronously.
 
 Writes (register, unregister, heartbeat) that cannot reach Redis are logged, not raised, as
 the in-band registry's casts: the registration is kept locally, so the next heartbeat
@@ -169,13 +169,13 @@ class RedisMatchmaker(Matchmaker):
     def _own_registrations_changed(self, topic):
         # Whether or not the write reached Redis, this client's next lookup must ask again, and
         # must not fall back on an answer from before its own change.
-        self.cache.drop(topic)
+        self.cache.forget(topic)
 
     # -- Redis calls ---------------------------------------------------------------------------
 
     def _write(self, calls):
         """Run write scripts, ``calls`` of (script name, arguments after the key prefixes), in one
-        pipelined round trip; drop what they changed from this client's cache at once.
+        pipelined round trip; make what they changed stale in this client's cache at once.
 
         A write that fails is logged, not raised, like the in-band registry's casts: the
         registration stays in this matchmaker, and the next heartbeat announces it again (this
@@ -189,7 +189,7 @@ class RedisMatchmaker(Matchmaker):
             self._write_warnings.log("could not write to Redis at %s (%s); the next heartbeat retries",
                                      self.location, exc)
             return
-        self.cache.invalidate(topic for changed in results for topic in changed)
+        self.cache.make_stale(topic for changed in results for topic in changed)
 
     def _evalsha_pipelined(self, calls):
         """The results of ``calls`` sent as EVALSHA in one pipeline.
@@ -227,7 +227,7 @@ class RedisMatchmaker(Matchmaker):
             raise RegistryUnavailable(topic, self.location.endpoints, self.lookup_timeout) from exc
 
     def _on_change(self, topic):
-        self.cache.invalidate((topic,))
+        self.cache.make_stale((topic,))
 
     def _on_expired(self, key):
         # The expired record is gone with its topic list, so any topic may have lost a host.

@@ -3,7 +3,7 @@
 The lookup cache bounds each answer's age and the number of topics. On top of it, this adds
 what pub/sub makes possible:
 
-- a change message for a topic makes its entry stale (:meth:`InvalidatedCache.invalidate`);
+- a change message for a topic makes its entry stale (:meth:`InvalidatedCache.make_stale`);
 - losing (or re-establishing) the change channel makes every entry stale at once
   (:meth:`InvalidatedCache.age_all`): messages may have been missed meanwhile.
 
@@ -65,14 +65,14 @@ class InvalidatedCache:
             self._entries.put(topic, (tuple(hosts), stored_at), self._clock.monotonic())
             return fresh
 
-    def invalidate(self, topics):
+    def make_stale(self, topics):
         """Make the entries of ``topics`` stale (their hosts changed); they stay as fallbacks."""
         with self._lock:
             self._generation += 1
             for topic in topics:
                 self._entries.make_stale(topic)
 
-    def drop(self, topic):
+    def forget(self, topic):
         """Forget ``topic`` entirely: this process changed its own registration of it, and must
         neither serve the old answer fresh nor fall back on it (a host it just unregistered)."""
         with self._lock:

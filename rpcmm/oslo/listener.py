@@ -113,12 +113,13 @@ class ZmqListener(base.PollStyleListener):
     ``host_for(address)`` (the listener's own address, or a notification pool member's name).
 
     Lifecycle: :meth:`start` (the driver calls it) binds, registers, and waits (at most
-    ``lookup_timeout``) until lookups see the registration; :meth:`stop` unregisters at once,
-    drains (see the module docstring: it returns after at least :data:`DRAIN_QUIET` and at most
-    ``stop_drain_timeout`` seconds), stops the socket, and makes :meth:`poll` return what is
-    queued without blocking; :meth:`cleanup` does the same without draining, and cuts short a
-    drain in progress (the transport is going away). Thread-safe: poll runs in oslo's listener
-    thread, stop in another.
+    ``lookup_timeout``) until lookups see the registration. :meth:`stop` unregisters at once,
+    drains (see the module docstring), stops the socket, and makes :meth:`poll` return what is
+    queued without blocking; it takes ``min(DRAIN_QUIET, stop_drain_timeout)`` seconds when
+    nothing arrives, at most ``stop_drain_timeout``, and no time with ``stop_drain_timeout``
+    0. :meth:`cleanup` does the same without draining, and cuts short a drain in progress
+    (the transport is going away). Thread-safe: poll runs in oslo's listener thread, stop in
+    another.
     """
 
     def __init__(self, context, runtime, matchmaker, outbox, topics, host_for,

@@ -4,10 +4,11 @@ A listener receives requests this way. The socket is created, bound, read and cl
 same background task, so no other thread ever touches it (zmq sockets are not thread-safe); the
 only way in from outside is a message. :meth:`Receiver.stop` wakes the task with
 :func:`~rpcmm.runtime.send_wake_token`, which works the same with plain threads and with
-eventlet's green zmq, without any polling loop or receive timeout.
+eventlet's green zmq: while it serves, the task blocks in a receive, with no polling loop or
+receive timeout.
 
-A stop may drain first (``stop(quiet=...)``): the task goes on reading until the socket has
-stayed empty for ``quiet`` seconds. The task itself decides that, from the socket: a timer in
+A stop may drain first (``stop(quiet=...)``): the task goes on reading, polling now, until the
+socket has stayed empty for ``quiet`` seconds. The task itself decides that, from the socket: a timer in
 another thread could not tell "nothing arrived" from "the reader did not get to run" (under
 eventlet a green thread that holds the hub delays the reader, and the timer fires first).
 
@@ -172,7 +173,6 @@ class Receiver:
                 # costs next to nothing with plain threads.
                 time.sleep(0)
 
-
     def _deliver(self, frames):
         try:
             self._handle(frames[1:])
@@ -185,6 +185,7 @@ class Receiver:
         """Read and handle until the socket stayed empty for ``quiet`` seconds, for at most
         ``timeout``, or until a stop token arrives (see :meth:`stop`)."""
         quiet, timeout = self._drain_for
+        quiet = min(quiet, timeout)  # a drain shorter than the quiet time is just that long
         started = last = time.monotonic()  # last: when the latest message was read
         deadline = started + timeout
         drained = 0
@@ -197,7 +198,7 @@ class Receiver:
             if now >= deadline:
                 LOG.warning("%s: still receiving %.1fs after unregistering (%d messages since); closing: "
                             "peers still sending here may time out", self._name, now - started, drained)
-                return
+                return  # (reached only with a message within the last quiet time: see above)
             ready = self._runtime.poll([(socket, _POLLIN)], min(last + quiet, deadline) - now)
             # An empty poll may have come back late (its thread was not run in time): what the
             # socket holds now decides, not the timer.

@@ -91,12 +91,15 @@ def test_sigint_and_sighup_also_end_register_and_registry_cleanly(tmp_path, sig)
     (["lookup", "--seed", "/nonexistent.json", "t"], 1, "cannot read"),
     (["lookup", "--seed", "{seed}", "bad topic"], 1, "white space"),
     (["hosts", "--seed", "{ring}"], 1, "lists no registries"),
-    (["status", "--seed", "{ring}"], 1, "is a plain static ring"),
+    (["status", "--seed", "{ring}"], 1, "it is a plain static ring"),
     (["register", "--seed", "{ring}", "--host", "h", "t"], 1, "nothing to register with"),
     (["lookup", "--seed", "{seed}", "--timeout", "0.1", "t"], 1, "do they need CURVE keys"),
     (["lookup", "--seed", "{seed}", "--timeout", "0.1", "t"], 1, "no registry answered"),
     (["registry", "--seed", "{seed}", "--endpoint", "127.0.0.1:1"], 1, "is not one of the registries"),
-    (["registry", "--seed", "{seed}", "--endpoint", "bogus"], 1, "--endpoint: 'bogus' is not HOST:PORT"),
+    (["registry", "--seed", "{seed}", "--endpoint", "bogus"], 1, "--endpoint bogus: 'bogus' is not HOST:PORT"),
+    (["registry", "--seed", "{seed}", "--endpoint", "127.0.0.1:9", "--bind", "[::1]:7701"], 1,
+     "an address without a port"),
+    (["status", "--seed", "{seed}", "--timeout", "0.1"], 1, "no registry answered within 0.1s"),
     (["registry", "--seed", "{seed}", "--endpoint", "127.0.0.1:9", "--bind", "127.0.0.1:17800"], 1,
      "an address without a port"),
     (["register", "--seed", "{seed}", "--host", "h", "--interval", "2", "--ttl", "1", "t"], 1, "must be longer"),
@@ -175,19 +178,27 @@ def test_a_restarted_registry_answers_with_its_full_table_before_any_heartbeat(c
             assert status["state"] == "up" and status["synced_from"] == str(second.endpoint)
 
 
+def _ignoring(*signals):
+    def ignore():
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
+    return ignore
+
+
 def test_a_registry_started_with_sighup_ignored_outlives_its_terminal(tmp_path):
-    # nohup: SIGHUP ignored from the start stays ignored; SIGTERM still stops it cleanly.
+    # nohup: SIGHUP ignored from the start stays ignored. SIGINT, which shells ignore in
+    # background jobs, still stops it cleanly (kill -INT).
     seed = write_seed(tmp_path / "seed.json", ["127.0.0.1:9"])
     process = subprocess.Popen(
         [sys.executable, "-m", "rpcmm", "registry", "--seed", str(seed), "--endpoint", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+        preexec_fn=_ignoring(signal.SIGHUP, signal.SIGINT))
     try:
         assert process.stdout.readline().startswith("rpcmm registry: serving on ")
         process.send_signal(signal.SIGHUP)
         time.sleep(0.5)
         assert process.poll() is None, "SIGHUP stopped a registry started under nohup"
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGINT)
         assert process.wait(10) == 0
     finally:
         if process.poll() is None:

@@ -260,6 +260,27 @@ def test_following_from_many_threads_keeps_the_subscriptions_and_the_bookkeeping
     assert errors == []
 
 
+def test_a_joining_host_whose_timing_is_clamped_is_logged_with_both(start_server, context, caplog):
+    import logging
+
+    from rpcmm.client import RegistryClient
+
+    caplog.set_level(logging.INFO, logger="rpcmm.server")
+    server = start_server()
+    client = RegistryClient([server.endpoint], context, timeout=2.0).start()
+    try:
+        client.cast(protocol.Heartbeat((
+            protocol.HostState("eager", 0.01, 1000.0, ("t",)),  # beyond both bounds
+            protocol.HostState("plain", 1.0, 3.0, ("t",)),
+        )))
+        wait_for(lambda: server.stats.joined == 2)
+    finally:
+        client.close()
+    assert ("host eager joined: t (declared interval 0.01s and TTL 1000s; the registry's bounds apply "
+            "0.05s and 600s)") in caplog.text
+    assert "host plain joined: t\n" in caplog.text
+
+
 def test_hostile_messages_are_dropped_and_harm_nobody(start_server, seed_for, matchmakers, context):
     server = start_server()
     seed = seed_for(server)

@@ -2,9 +2,10 @@
 
     python tests/oslo/peer.py --url zmq://127.0.0.1:PORT/ --topic T --server NAME [--eventlet]
 
-Serves ``whoami`` (its server name), ``add``, ``sleep`` and the cast ``tick`` on ``topic``
-until SIGTERM, then stops cleanly. Prints ``ready`` once its server is registered, and
-``ticked N`` (the casts it processed) and ``stopped`` once it stopped. With ``--eventlet`` it
+Serves ``whoami`` (its server name), ``add``, ``sleep``, the cast ``tick`` and ``ticked`` (how
+many ticks it processed) on ``topic`` until SIGTERM, then stops cleanly. Prints ``ready`` once
+its server is registered, and ``ticked N`` (the casts it processed) and ``stopped`` once it
+stopped. With ``--eventlet`` it
 monkey-patches first and uses oslo's eventlet executor, like an eventlet-based service.
 """
 

@@ -287,6 +287,14 @@ def test_a_stop_with_nothing_arriving_returns_after_the_quiet_time(make_listener
     assert listener_module.DRAIN_QUIET <= time.monotonic() - started < 10.0
 
 
+def test_a_drain_shorter_than_the_quiet_time_ends_quietly(make_listener, caplog):
+    listener = make_listener(drain=0.1)
+    started = time.monotonic()
+    listener.stop()
+    assert 0.1 <= time.monotonic() - started < 2.0
+    assert "still receiving" not in caplog.text  # nothing arrived: nothing to warn about
+
+
 def test_a_drain_ends_at_its_timeout_however_busy_the_socket(make_listener, sender, caplog):
     listener = make_listener(drain=0.5)
     push = PushListener(listener)

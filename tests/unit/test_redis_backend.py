@@ -96,14 +96,14 @@ def test_a_change_message_makes_the_topic_stale_only_and_keeps_it_as_a_fallback(
     # unreachable; dropping the entries left lookups with nothing to fall back on.
     cache.put("compute", ("a",), cache.generation)
     cache.put("network", ("b",), cache.generation)
-    cache.invalidate(["compute"])
+    cache.make_stale(["compute"])
     assert cache.fresh("compute") is None and cache.stale("compute") == ("a",)
     assert cache.fresh("network") == ("b",)
 
 
 def test_an_answer_fetched_before_an_invalidation_is_never_fresh(cache):
     generation = cache.generation
-    cache.invalidate(["compute"])  # arrives while the lookup is in flight
+    cache.make_stale(["compute"])  # arrives while the lookup is in flight
     assert not cache.put("compute", ("old",), generation)
     assert cache.fresh("compute") is None
     assert cache.stale("compute") == ("old",)  # still better than nothing when Redis is down
