@@ -12,6 +12,7 @@ import math
 import signal
 import sys
 import threading
+import time
 
 from rpcmm.errors import RegistryUnavailable, RpcmmError
 
@@ -372,8 +373,6 @@ _CONFIRM_WITHIN = 2.0
 def _unconfirmed(matchmaker, topics, host, within):
     """The topics lookups do not show ``host`` for after ``within`` seconds (and why, if a
     lookup failed): ``(topics, reason)``."""
-    import time
-
     deadline, pending, reason = time.monotonic() + within, list(topics), ""
     while pending:
         try:

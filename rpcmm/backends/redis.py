@@ -160,7 +160,7 @@ class RedisMatchmaker(Matchmaker):
         self._write(calls)
 
     def _withdraw(self, host):
-        self._write([("withdraw", [host])])
+        self._withdraw_many([host])
 
     def _withdraw_many(self, hosts):
         # One round trip for all: on stop, against a Redis that hangs, each would cost a timeout.

@@ -115,11 +115,15 @@ class Receiver:
         drain = quiet > 0 and timeout > 0 and not inside
         if drain:
             self._drain_for = (quiet, timeout)  # written before the token that makes it read
-        if drain or not self._stop_sent:
-            self._stop_sent = self._stop_sent or not drain
+            token = self._drain_token
+        elif not self._stop_sent:
+            self._stop_sent = True  # one stop token is enough: a second stop only waits
+            token = self._token
+        else:
+            token = None
+        if token is not None:
             zmq = self._runtime.zmq
-            send_wake_token(self._context, zmq, zmq.DEALER, self._wake_address,
-                            self._drain_token if drain else self._token)
+            send_wake_token(self._context, zmq, zmq.DEALER, self._wake_address, token)
         if inside:
             self._task = None  # it ends once the handler returns
             return
