@@ -43,7 +43,7 @@ import time
 import traceback
 import warnings
 
-from benchmarks import anchors, loadgen, oslo_rpc, report, rpcmm_paths, scale, servers
+from benchmarks import anchors, bare_oslo, loadgen, oslo_rpc, report, rpcmm_paths, scale, servers
 from benchmarks.measure import interleaved, latency_summary, machine_info, spread
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -201,8 +201,8 @@ def _interleaved_runs(sides, n, block, settle=0):
 
 
 def _remote_rows():
-    return [report.skipped("remote lookup (cache bypassed) p50", "µs", "raw pyzmq DEALER->ROUTER RTT p50", ("<=", 1.5), ""),
-            report.skipped("remote lookup (cache bypassed) p99", "µs", "raw pyzmq DEALER->ROUTER RTT p99", ("<=", 1.5), "")]
+    return [report.skipped(f"remote lookup (cache bypassed) {q}", "µs", f"raw pyzmq DEALER->ROUTER RTT {q}",
+                           ("<=", 1.5), "") for q in ("p50", "p99")]
 
 
 def _cached_rows():
@@ -300,6 +300,7 @@ _CEILING = "oslo.messaging server dispatch ceiling, no transport (threading exec
 _CEILING_VS_RABBIT = "oslo.messaging dispatch ceiling / rabbit:// cast throughput"
 _RABBIT_CAST = "same cast over rabbit:// + RabbitMQ"
 _FLOOR = "call floor: raw zmq round trip + oslo's executor hand-off"
+_BARE = "oslo.messaging over a bare zmq transport (oslo's own cost)"
 
 
 def _oslo_rows(status=""):
@@ -312,6 +313,11 @@ def _oslo_rows(status=""):
                            ratio_is="anchor/value"),
             report.skipped(_FLOOR + " p99", "µs", "same call over rabbit:// + RabbitMQ", None, status,
                            ratio_is="anchor/value"),
+            report.skipped(_BARE + ": call p50", "µs", "same call over rabbit:// + RabbitMQ", None, status,
+                           ratio_is="anchor/value"),
+            report.skipped(_BARE + ": call p99", "µs", "same call over rabbit:// + RabbitMQ", None, status,
+                           ratio_is="anchor/value"),
+            report.skipped(_BARE + ": casts", "casts/s", _RABBIT_CAST, None, status),
             report.skipped(_CEILING, "messages/s", "-", None, status),
             report.skipped(_CEILING_VS_RABBIT, "messages/s", _RABBIT_CAST, None, status)]
 
@@ -325,16 +331,18 @@ def _stop_rabbit():
 
 def oslo_section(run):
     """Section 4: oslo.messaging call/cast over rabbit:// (anchor) and zmq:// (rpcmm's driver),
-    side by side, and two bounds no zmq driver can pass: oslo's own dispatch ceiling for casts,
-    and the call floor for calls (a raw zmq round trip with oslo's executor hand-off,
-    :class:`benchmarks.anchors.HandoffRoundTrip`, with the frame sizes of a zmq:// call; its
-    blocks alternate with the calls').
+    side by side, and three bounds no zmq driver can pass: oslo.messaging over a bare transport
+    that only moves bytes (:mod:`benchmarks.bare_oslo`: oslo's own cost, for calls and casts),
+    oslo's own dispatch ceiling for casts, and the call floor for calls (a raw zmq round trip
+    with oslo's executor hand-off, :class:`benchmarks.anchors.HandoffRoundTrip`, with the frame
+    sizes of a zmq:// call; its blocks alternate with the calls').
 
     Every server is started first (the zmq registry and oslo server child, RabbitMQ and its
-    oslo server child), one client per transport lives in this process (one ``cfg.CONF``,
-    parsed with the zmq config file), both are warmed up, then per run: calls in alternating
-    blocks of ``oslo_block`` until each transport has ``oslo_n``, then cast bursts in turn
-    (rabbit, zmq, dispatch ceiling) ``oslo_bursts`` times. See :mod:`benchmarks.oslo_rpc`.
+    oslo server child, the bare transport's server child), one client per transport lives in
+    this process (one ``cfg.CONF``, parsed with the zmq config file), all are warmed up, then
+    per run: calls in alternating blocks of ``oslo_block`` until each transport has ``oslo_n``,
+    then cast bursts in turn (rabbit, zmq, bare, dispatch ceiling) ``oslo_bursts`` times. See
+    :mod:`benchmarks.oslo_rpc`.
     """
     s = run.s
     runs = max(1, s.repeats - 1) if s.quick else s.repeats
@@ -370,7 +378,8 @@ def oslo_section(run):
             sides["rabbit"] = stack.enter_context(contextlib.closing(
                 oslo_rpc.Side("rabbit", f"rabbit://guest:guest@127.0.0.1:{port}/")))
         if zmq_status is None:
-            sides["zmq"] = zmq_side  # after rabbit: every turn is rabbit, zmq (, ceiling)
+            sides["zmq"] = zmq_side  # after rabbit: every turn is rabbit, zmq, bare (, ceiling)
+        sides["bare"] = stack.enter_context(contextlib.closing(bare_oslo.BareSide()))
         ceiling = stack.enter_context(contextlib.closing(oslo_rpc.DispatchCeiling()))
         log(f"   servers and clients ready in {time.perf_counter() - t_start:.1f} s")
 
@@ -415,11 +424,12 @@ def oslo_section(run):
                 "cast_sent_per_s": statistics.median(b["cast_sent_per_s"] for b in burst),
                 "cast_bursts": burst})
         results[name] = {"first_call_s": round(first_call_s[name], 3), "runs": runs_out}
-    for label in ("rabbit", "zmq"):
+    for label in ("rabbit", "zmq", "bare"):
         res = results.get(label)
         if res:
             details[label] = {"first_call_s": res["first_call_s"], "runs": _strip(res["runs"])}
-            details.setdefault("cdf_us", {})[f"oslo call over {label}://"] = report.quantiles(res["runs"][-1]["samples_ns"])
+            curve = "oslo call over a bare transport" if label == "bare" else f"oslo call over {label}://"
+            details.setdefault("cdf_us", {})[curve] = report.quantiles(res["runs"][-1]["samples_ns"])
     if "floor" in call_runs:
         details["floor"] = _strip(call_runs["floor"])
         details.setdefault("cdf_us", {})["call floor: zmq + executor hand-off"] = \
@@ -461,6 +471,13 @@ def oslo_section(run):
         rows.append(report.metric(label, v["median"], "µs", "same call over rabbit:// + RabbitMQ",
                                   a and a["median"], None, ratio_is="anchor/value", value_spread=v, anchor_spread=a,
                                   note=None if a else rabbit_status))
+    for key, label, unit in (("p50_us", _BARE + ": call p50", "µs"), ("p99_us", _BARE + ": call p99", "µs"),
+                             ("cast", _BARE + ": casts", "casts/s")):
+        v, a = pick("bare", key), pick("rabbit", key)
+        anchor = _RABBIT_CAST if key == "cast" else "same call over rabbit:// + RabbitMQ"
+        rows.append(report.metric(label, v["median"], unit, anchor, a and a["median"], None,
+                                  ratio_is="value/anchor" if key == "cast" else "anchor/value", value_spread=v,
+                                  anchor_spread=a, note=None if a else rabbit_status))
     c, a = spread(ceiling_per_s), pick("rabbit", "cast")
     rows.append(report.metric(_CEILING, c["median"], "messages/s", "-", None, None, value_spread=c))
     rows.append(report.metric(_CEILING_VS_RABBIT, c["median"], "messages/s", _RABBIT_CAST, a and a["median"], None,
@@ -606,7 +623,8 @@ def main(argv=None):
                                 lambda: redis_section(run, endpoint, registry.pid, gen), _redis_rows)
         if "propagation" in only:
             run.section("5. change propagation", lambda: propagation_section(run), lambda: [report.skipped(
-                "change propagation to subscribed caches p99", "µs", "raw pyzmq PUB->SUB one-way p99", ("<=", 5.0), "")])
+                "change propagation to subscribed caches p99", "µs", "raw pyzmq PUB->SUB one-way p99",
+                ("<=", 5.0), "")])
         if "scale" in only:
             run.section("6. scale", lambda: scale_section(run), lambda: [])
         # Last: importing oslo.messaging and running its drivers in this process changes it

@@ -42,8 +42,8 @@ import time
 
 from benchmarks import servers
 
-__all__ = ["TOPIC", "DispatchCeiling", "Side", "call_frame_sizes", "configure", "driver_status", "server_main",
-           "write_zmq_config"]
+__all__ = ["TOPIC", "DispatchCeiling", "Side", "call_frame_sizes", "configure", "driver_status", "serve",
+           "server_main", "write_zmq_config"]
 
 TOPIC = "rpcmmbench"
 
@@ -82,14 +82,19 @@ def configure(config_file=None):
 
 
 def server_main(url, config_file=None):
-    """The child process: an RPC server with ``echo`` (calls) and ``count`` (casts) endpoints.
-
-    It prints READY, ``CASTS_DONE <time>`` when the announced number of casts arrived, and stops
-    when its stdin closes or says anything.
-    """
+    """The child process: an RPC server on ``url`` (see :func:`serve`)."""
     import oslo_messaging as om
     conf = configure(config_file)
-    transport = om.get_rpc_transport(conf, url=url)
+    serve(om.get_rpc_transport(conf, url=url))
+
+
+def serve(transport):
+    """Run an RPC server on ``transport`` with ``echo`` (calls) and ``count`` (casts) endpoints.
+
+    It prints READY, ``CASTS_DONE <time>`` when the announced number of casts arrived, and stops
+    (and cleans the transport up) when its stdin closes or says anything.
+    """
+    import oslo_messaging as om
     lock = threading.Lock()
     state = {"casts": 0, "target": None}
 

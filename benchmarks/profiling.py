@@ -20,8 +20,8 @@ Scenarios:
   record only samples that hold the GIL (py-spy ``--gil``): where each process's Python CPU
   goes, not where its many executor threads sit waiting.
 
-Each writes ``DIR/NAME[-<hosts>k-hosts].txt`` (and the raw ``.folded`` stacks): the functions with the largest share of samples, by own time
-(``self``) and including callees (``total``).
+Each writes ``DIR/NAME[-<hosts>k-hosts].txt`` (and the raw ``.folded`` stacks): the functions
+with the largest share of samples, by own time (``self``) and including callees (``total``).
 """
 
 import argparse

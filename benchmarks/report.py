@@ -82,9 +82,14 @@ def rst_table(rows, caption="Results"):
            "   * - metric", "     - rpcmm", "     - anchor", "     - anchor value", "     - ratio",
            "     - goal", "     - met"]
     for r in rows:
-        value = "-" if r["value"] is None else f"{_fmt(r['value'])} {r['unit']}{_spread(r.get('value_spread'))}"
-        anchor_value = "-" if r["anchor_value"] is None else f"{_fmt(r['anchor_value'])}{_spread(r.get('anchor_spread'))}"
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:g}x" + (" faster" if r["ratio_is"] == "anchor/value" else "")
+        value, anchor_value = "-", "-"
+        if r["value"] is not None:
+            value = f"{_fmt(r['value'])} {r['unit']}{_spread(r.get('value_spread'))}"
+        if r["anchor_value"] is not None:
+            anchor_value = f"{_fmt(r['anchor_value'])}{_spread(r.get('anchor_spread'))}"
+        ratio = "-"
+        if r["ratio"] is not None:
+            ratio = f"{r['ratio']:g}x" + (" faster" if r["ratio_is"] == "anchor/value" else "")
         goal = "-"
         if r["goal"]:
             op, bound = r["goal"].split()[1:]

@@ -14,7 +14,8 @@ parent that died.
 - ``pub PORT COUNT GAP_US BYTES``: a PUB that, after a line on stdin, publishes COUNT messages
   stamped with CLOCK_MONOTONIC, GAP_US apart (the PUB->SUB anchor of change propagation);
 - ``loadgen ENDPOINT SOCKETS``: :mod:`benchmarks.loadgen`;
-- ``oslo_server URL [CONFIG_FILE]``: :func:`benchmarks.oslo_rpc.server_main`.
+- ``oslo_server URL [CONFIG_FILE]``: :func:`benchmarks.oslo_rpc.server_main`;
+- ``bare_oslo_server PORT REPLY_PORT``: :func:`benchmarks.bare_oslo.server_main`.
 """
 
 import struct
@@ -118,6 +119,9 @@ def main(argv):
     elif role == "oslo_server":
         from benchmarks.oslo_rpc import server_main
         server_main(*args)
+    elif role == "bare_oslo_server":
+        from benchmarks.bare_oslo import server_main as bare_server_main
+        bare_server_main(*args)
     else:
         raise SystemExit(f"unknown role {role!r}")
 

@@ -12,7 +12,8 @@ When the reader leaves, it wakes one waiting caller, which becomes the next read
 call is woken by zmq itself when its reply arrives, instead of by a reading thread that then
 wakes it: one thread hand-off less on every call (profiles in ``doc/performance.rst``), and
 no thread at all while nobody waits. Replies that arrive while nobody waits stay queued in zmq
-and are read (and dropped, if late) by the next reader.
+and are read (and dropped, if late) by the next reader. A call makes its event only once it
+finds another caller reading: a lone call, the common case, never needs one.
 
 Thread-safety: :meth:`PendingCalls.expect`, :meth:`PendingCalls.wait` and
 :meth:`PendingCalls.forget` may be called from any thread (or green thread), for many calls at
@@ -55,12 +56,18 @@ class CallCancelled(Exception):
 
 class _Slot:
     """One waiting call. ``reply`` is written once, by whoever reads the socket, before
-    ``wake`` is set; ``wake`` is also set to make the call the next reader (or on stop)."""
+    ``wake`` is set; ``wake`` is also set to make the call the next reader (or on stop).
 
-    __slots__ = ("wake", "reply", "last_beat")
+    ``wake`` stays None until the call first finds another caller reading (see
+    :meth:`PendingCalls.wait`): whoever sets it reads it after writing what it announces, and
+    the call looks again after making it, so nothing set before the event existed is missed.
+    """
 
-    def __init__(self, runtime):
-        self.wake = runtime.event()
+    __slots__ = ("msg_id", "wake", "reply", "last_beat")
+
+    def __init__(self, msg_id):
+        self.msg_id = msg_id
+        self.wake = None
         self.reply = None
         self.last_beat = time.monotonic()
 
@@ -106,7 +113,9 @@ class PendingCalls:
             self._stopped = True
             slots, self._slots = list(self._slots.values()), {}
         for slot in slots:
-            slot.wake.set()
+            wake = slot.wake  # a call without one has not slept yet: it sees _stopped itself
+            if wake is not None:
+                wake.set()
         self._wake_reader()
         acquired = self._reader.acquire(timeout=_STOP_TIMEOUT)
         if not acquired:
@@ -128,7 +137,7 @@ class PendingCalls:
 
     def expect(self, msg_id):
         """Register a call before its request is sent, so a fast reply is not missed."""
-        slot = _Slot(self._runtime)
+        slot = _Slot(msg_id)
         with self._lock:
             if self._stopped:
                 raise CallCancelled("the transport is cleaned up")
@@ -141,7 +150,13 @@ class PendingCalls:
         leaves may have been the one just promoted, and then nobody else would be woken."""
         with self._lock:
             self._slots.pop(msg_id, None)
-        self._promote()
+            if self._reader.locked():
+                return  # someone reads; it promotes the next one when it leaves
+            # Only a call that sleeps needs waking: one without an event is still on its way
+            # to try the reader's lock itself.
+            waiting = next((s for s in self._slots.values() if s.reply is None and s.wake is not None), None)
+        if waiting is not None:
+            waiting.wake.set()
 
     def wait(self, msg_id, slot, timeout, monitor_timeout):
         """The call's :class:`~rpcmm.oslo.wire.Reply`, or CallTimedOut after ``timeout`` seconds
@@ -150,8 +165,10 @@ class PendingCalls:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
-                # Clear first: a reply or promotion after this line sets the event again.
-                slot.wake.clear()
+                wake = slot.wake
+                if wake is not None:
+                    # Clear first: a reply or promotion after this line sets the event again.
+                    wake.clear()
                 if slot.reply is not None:
                     return slot.reply
                 if self._stopped:
@@ -163,19 +180,17 @@ class PendingCalls:
                     finally:
                         self._reader.release()
                     continue
-                slot.wake.wait(wait_for)
+                if wake is None:
+                    # Another caller reads: from now on this call can be woken, by its reply or
+                    # a promotion. Round the loop once more before sleeping, so that neither
+                    # one that came before the event existed is missed.
+                    slot.wake = self._runtime.event()
+                    continue
+                wake.wait(wait_for)
         finally:
             # Whoever leaves may leave nobody reading (the reader, or a caller that was made
             # reader as its own reply came): forget() hands the socket to one still waiting.
             self.forget(msg_id)
-
-    def _promote(self):
-        if self._reader.locked():
-            return  # someone reads; it promotes the next one when it leaves
-        with self._lock:
-            waiting = next((s for s in self._slots.values() if s.reply is None), None)
-        if waiting is not None:
-            waiting.wake.set()
 
     def _read_until(self, slot, deadline, monitor_timeout):
         """As the reader: receive and hand out messages until ``slot`` has its reply, its time
@@ -197,27 +212,34 @@ class PendingCalls:
             if len(frames) == 2 and frames[1] == self._token:
                 return  # stop() woke us; it closes the socket once we let go
             try:
-                self._deliver(frames[1:])
+                self._deliver(frames[1:], slot)
             except ProtocolError as exc:
                 self._drops.log("reply socket: dropped a message: %s", exc)
             except Exception:
                 LOG.exception("reply socket: dropped a message that could not be handled")
 
-    def _deliver(self, frames):
-        """As the reader: route a reply or beat to its call."""
+    def _deliver(self, frames, own):
+        """As the reader, whose call is ``own``: route a reply or beat to its call."""
         message = wire.decode(frames)
-        if isinstance(message, wire.Request):
+        kind = type(message)
+        if kind is wire.Request:
             raise ProtocolError("a request arrived on the reply socket")
-        with self._lock:
-            slot = self._slots.get(message.msg_id)
-        if slot is None:
-            LOG.debug("reply for %s, which nobody waits for (timed out?); dropped", message.msg_id)
-            return
-        if isinstance(message, wire.Beat):
+        msg_id = message.msg_id
+        if msg_id == own.msg_id:
+            slot = own  # most often: a lone call reading its own reply
+        else:
+            with self._lock:
+                slot = self._slots.get(msg_id)
+            if slot is None:
+                LOG.debug("reply for %s, which nobody waits for (timed out?); dropped", msg_id)
+                return
+        if kind is wire.Beat:
             slot.last_beat = time.monotonic()
             return
         slot.reply = message
-        slot.wake.set()
+        wake = slot.wake  # read after the reply is written: see _Slot
+        if wake is not None:
+            wake.set()
 
 
 def _time_left(slot, deadline, monitor_timeout):

@@ -5,9 +5,14 @@ must not turn a section into an error that only the next benchmark run would sho
 grown an option its timing wrapper did not pass on, so every change counted as missed.)
 """
 
+import json
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
-from benchmarks import rpcmm_paths
+from benchmarks import rpcmm_paths, servers
 from rpcmm.server import RegistryServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -25,3 +30,27 @@ def test_change_propagation_sees_every_change(registry):
     assert summary["missed"] == 0
     assert len(summary["samples_ns"]) == 10 and all(sample > 0 for sample in summary["samples_ns"])
 
+
+
+def test_the_bare_oslo_transport_answers_calls_and_casts():
+    # In a child process, as the benchmark runs it: the bare transport wires itself into
+    # oslo's global cfg.CONF and fake driver, which the test process must not share.
+    script = textwrap.dedent("""
+        import json
+        from benchmarks import bare_oslo, oslo_rpc
+        oslo_rpc.configure()
+        side = bare_oslo.BareSide()
+        try:
+            side.warm_up(5)
+            calls = side.take(20)
+            casts = side.cast_burst(200, 20)
+        finally:
+            side.close()
+        print(json.dumps({"calls": calls, "casts": casts}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=50,
+                          env=servers.child_env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(result["calls"]) == 20 and all(sample > 0 for sample in result["calls"])
+    assert result["casts"]["cast_per_s"] > 0 and result["casts"]["cast_sent_per_s"] > 0

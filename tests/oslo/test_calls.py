@@ -22,19 +22,33 @@ def calls(context):
 
 
 @pytest.fixture
-def server(context, calls):
+def server_for(context):
+    """``server_for(calls)``: a function that sends replies and beats to the calls' socket, as
+    a server's outbox would."""
+    sockets = []
+
+    def connect(calls):
+        socket = context.socket(zmq.DEALER)
+        sockets.append(socket)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.connect(f"tcp://{calls.address}")
+        lock = threading.Lock()
+
+        def send(message):
+            with lock:
+                socket.send_multipart(wire.encode(message))
+
+        return send
+
+    yield connect
+    for socket in sockets:
+        socket.close()
+
+
+@pytest.fixture
+def server(calls, server_for):
     """Sends replies and beats to the calls' socket, as a server's outbox would."""
-    socket = context.socket(zmq.DEALER)
-    socket.setsockopt(zmq.LINGER, 0)
-    socket.connect(f"tcp://{calls.address}")
-    lock = threading.Lock()
-
-    def send(message):
-        with lock:
-            socket.send_multipart(wire.encode(message))
-
-    yield send
-    socket.close()
+    return server_for(calls)
 
 
 def call_in_thread(calls, msg_id, timeout=5.0, monitor=None):
@@ -156,3 +170,72 @@ def test_a_call_that_never_waits_hands_its_promotion_on(calls, server):
     calls.forget("c")  # what the driver does when C's send fails
     thread_b.join(5)
     assert outcome_b == [wire.Reply("b", result=2)] and time.monotonic() - started < 2.0
+
+
+def test_callers_coming_and_going_never_miss_a_reply(calls, server):
+    # Eight threads make 150 calls each, the reply sent just before or just after the call
+    # starts to wait, so calls keep finding another one reading, becoming the reader, and
+    # being promoted. A wake-up lost anywhere leaves a call waiting out its timeout.
+    failures = []
+
+    def caller(n):
+        for i in range(150):
+            msg_id = f"t{n}-{i}"
+            slot = calls.expect(msg_id)
+            if i % 2:
+                server(wire.Reply(msg_id, result=i))
+            else:
+                threading.Timer(0.0005, server, (wire.Reply(msg_id, result=i),)).start()
+            try:
+                reply = calls.wait(msg_id, slot, 3.0, None)
+            except CallTimedOut:
+                failures.append(msg_id)
+                return
+            if reply.result != i:
+                failures.append((msg_id, reply))
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == []
+    assert calls._slots == {} and not calls._reader.locked()
+
+
+def test_a_promotion_before_the_callers_event_exists_is_not_lost(context, server_for):
+    # B finds A reading and makes its event; just then A gets its reply and leaves. A's
+    # promotion finds no event to set, so B must look at the reader's lock again before it
+    # sleeps, or it waits out its whole timeout with its reply unread.
+    class Runtime:
+        zmq = THREADING.zmq
+        lock = staticmethod(THREADING.lock)
+        hook = None
+
+        def event(self):
+            if self.hook is not None:
+                hook, self.hook = self.hook, None
+                hook()
+            return THREADING.event()
+
+    runtime = Runtime()
+    calls = PendingCalls(context, runtime, "127.0.0.1", "127.0.0.1", 1 << 20).start()
+    try:
+        send = server_for(calls)
+        thread_a, outcome_a = call_in_thread(calls, "a")
+        wait_for(calls._reader.locked, timeout=5)
+
+        def a_leaves():
+            send(wire.Reply("a", result=1))
+            thread_a.join(5)
+
+        runtime.hook = a_leaves
+        send(wire.Reply("b", result=2))  # already queued when B starts to wait
+        slot = calls.expect("b")
+        started = time.monotonic()
+        assert calls.wait("b", slot, 3.0, None) == wire.Reply("b", result=2)
+        assert time.monotonic() - started < 1.5
+        assert outcome_a == [wire.Reply("a", result=1)]
+    finally:
+        calls.stop()

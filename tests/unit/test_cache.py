@@ -1,6 +1,7 @@
 import pytest
 
-from rpcmm.cache import LookupCache
+from rpcmm.cache import Applied, LookupCache
+from rpcmm.protocol import Delta, Snapshot
 
 
 def test_fresh_then_stale():
@@ -42,10 +43,6 @@ def test_invalidate():
 def test_bad_settings(kwargs):
     with pytest.raises(ValueError):
         LookupCache(**kwargs)
-
-
-from rpcmm.cache import Applied
-from rpcmm.protocol import Delta, Snapshot
 
 
 def test_deltas_apply_in_order_and_a_gap_makes_the_entry_stale():
