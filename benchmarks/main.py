@@ -210,18 +210,24 @@ def _cached_rows():
                            ("<=", 3.0), "")]
 
 
+#: The bound of the Redis row: a zmq round trip with no lookup in it.
+_RAW_VS_REDIS = "bound: raw zmq round trip (lookup's sizes, no work) p50 vs Redis lookup"
+
+
 def redis_section(run, registry_endpoint, registry_pid, gen):
     """Section 3: remote lookup vs Redis lookup (interleaved in blocks); registry ingest vs Redis heartbeat.
 
     The remote lookup of the Redis row is measured here, in blocks alternating with the Redis
-    lookups (one redis-py client, one matchmaker), not taken from section 2.
+    lookups (one redis-py client, one matchmaker), not taken from section 2. A third side, the
+    raw zmq round trip of section 2 (a lookup's frame sizes, no work at either end), bounds what
+    any lookup over zmq can get against Redis on this machine.
     """
     s = run.s
     ingest, batched = [], []
-    redis_lookup, rpcmm_lookup, redis_hb = [], [], []
+    redis_lookup, rpcmm_lookup, raw_lookup, redis_hb = [], [], [], []
     rnd = random.Random(5)
     redis_error = None
-    server = rds = remote = None
+    server = rds = remote = raw = None
     try:
         try:
             server, port = servers.start_redis()
@@ -230,9 +236,15 @@ def redis_section(run, registry_endpoint, registry_pid, gen):
         except servers.Missing as exc:
             redis_error = str(exc)
         if rds is not None:
-            remote = rpcmm_paths.RemoteLookup(registry_endpoint, [loadgen.topic_name(j) for j in range(1000)])
+            topics = [loadgen.topic_name(j) for j in range(1000)]
+            remote = rpcmm_paths.RemoteLookup(registry_endpoint, topics)
+            request_bytes, reply_bytes = rpcmm_paths.lookup_frame_sizes(registry_endpoint, topics[0])
+            raw = anchors.ZmqRoundTrip(request_bytes, reply_bytes,
+                                       max_requests=s.lookup_warmup // 5 + s.repeats * (s.redis_lookups + s.redis_block)
+                                       + _SETTLE_ALLOWANCE * s.repeats * (s.redis_lookups // s.redis_block + 2))
             sides = {"redis": lambda k: rds.lookup_samples(k, rnd),
-                     "rpcmm": lambda k: remote.samples(k, rnd, expect=10)}
+                     "rpcmm": lambda k: remote.samples(k, rnd, expect=10),
+                     "raw": raw.take}
         for i in range(s.repeats):
             if rds is not None:
                 rds.load()  # fresh keys each repeat (lookup_samples also reloads them before the 30 s TTL)
@@ -242,10 +254,13 @@ def redis_section(run, registry_endpoint, registry_pid, gen):
                 got = _interleaved_runs(sides, s.redis_lookups, s.redis_block, s.settle)
                 redis_lookup.append(got["redis"])
                 rpcmm_lookup.append(dict(got["rpcmm"], wrong_answers=remote.wrong - wrong))
+                raw_lookup.append(got["raw"])
                 redis_hb.append(rds.heartbeat_rate(s.redis_heartbeats))
             ingest.append(rpcmm_paths.ingest_rate(gen, registry_pid, 1000, s.ingest_rounds, batch=1))
             batched.append(rpcmm_paths.ingest_rate(gen, registry_pid, 1000, s.ingest_rounds * 4, batch=256))
     finally:
+        if raw is not None:
+            raw.close()
         if remote is not None:
             remote.close()
         if rds is not None:
@@ -255,6 +270,7 @@ def redis_section(run, registry_endpoint, registry_pid, gen):
     run.details["ingest"] = {"one_host_per_message": ingest, "256_hosts_per_message": batched,
                              "redis_lookup": _strip(redis_lookup), "redis_heartbeat_topic_per_s": redis_hb,
                              "rpcmm_lookup_interleaved_with_redis": _strip(rpcmm_lookup),
+                             "raw_zmq_interleaved_with_redis": _strip(raw_lookup),
                              "lookup_block": s.redis_block}
     if redis_lookup:
         run.details.setdefault("lookup_cdfs_us", {})["Redis matchmaker lookup (SMEMBERS + 10 EXISTS)"] = \
@@ -276,6 +292,10 @@ def redis_section(run, registry_endpoint, registry_pid, gen):
             "remote lookup p50 vs Redis matchmaker lookup (10 hosts)", rv["median"],
             "µs", "redis-py SMEMBERS + EXISTS per member (p50)", a["median"], (">=", 8.0), ratio_is="anchor/value",
             value_spread=rv, anchor_spread=a))
+        w = spread([r["p50_us"] for r in raw_lookup])
+        run.rows.append(report.metric(
+            _RAW_VS_REDIS, w["median"], "µs", "redis-py SMEMBERS + EXISTS per member (p50)", a["median"], None,
+            ratio_is="anchor/value", value_spread=w, anchor_spread=a))
         ah = spread(redis_hb)
         run.rows.append(report.metric(
             "registry ingest, one host (10 topics) per message", v["median"], "topic refreshes/s",
