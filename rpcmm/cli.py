@@ -19,6 +19,7 @@ from rpcmm.errors import RegistryUnavailable, RpcmmError
 __all__ = ["main"]
 
 LOG = logging.getLogger("rpcmm")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def main(argv=None):
@@ -28,7 +29,7 @@ def main(argv=None):
         parser.print_help(sys.stderr)
         return 2
     logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
+        level=getattr(logging, _log_level(args).upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -44,19 +45,26 @@ def main(argv=None):
         return 130
 
 
+def _log_level(args):
+    """The command's own ``--log-level``, else the one given before the command, else the
+    command's default."""
+    return args.log_level or args.global_log_level or args.default_log_level
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="rpcmm",
         description="In-band matchmaker for brokerless RPC over ZeroMQ.",
     )
-    parser.set_defaults(command=None)
+    parser.set_defaults(command=None, log_level=None, default_log_level="warning")
+    parser.add_argument("--log-level", dest="global_log_level", default=None, choices=_LOG_LEVELS,
+                        help="for every command (default: the command's own; its --log-level wins)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     def command(name, run, help, log_level="warning"):
         sub = commands.add_parser(name, help=help, description=help)
-        sub.set_defaults(command=name, run=run)
-        sub.add_argument("--log-level", default=log_level,
-                         choices=["debug", "info", "warning", "error"], help=f"default: {log_level}")
+        sub.set_defaults(command=name, run=run, default_log_level=log_level)
+        sub.add_argument("--log-level", default=None, choices=_LOG_LEVELS, help=f"default: {log_level}")
         return sub
 
     def seed_option(sub):
@@ -129,11 +137,11 @@ def _parser():
     client_key_options(sub)
 
     keys = commands.add_parser("keys", help="Manage CURVE key pairs.", description="Manage CURVE key pairs.")
-    keys.set_defaults(command="keys", run=lambda args: keys.print_help(sys.stderr) or 2, log_level="warning")
+    keys.set_defaults(command="keys", run=lambda args: keys.print_help(sys.stderr) or 2)
     key_commands = keys.add_subparsers(title="commands", metavar="COMMAND")
     sub = key_commands.add_parser("generate", help="Write DIR/NAME.key (public) and DIR/NAME.key_secret.",
                                   description="Write DIR/NAME.key (public) and DIR/NAME.key_secret (mode 0600).")
-    sub.set_defaults(command="keys generate", run=_keys_generate, log_level="warning")
+    sub.set_defaults(command="keys generate", run=_keys_generate)
     sub.add_argument("directory", metavar="DIR")
     sub.add_argument("name", metavar="NAME")
 
