@@ -34,6 +34,7 @@ measurement failed, 2 on bad usage.
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import random
 import signal
@@ -318,6 +319,7 @@ def _redis_rows():
 
 _CEILING = "oslo.messaging server dispatch ceiling, no transport (threading executor)"
 _CEILING_VS_RABBIT = "oslo.messaging dispatch ceiling / rabbit:// cast throughput"
+_EVENTLET_CEILING = "oslo.messaging dispatch ceiling, no transport, eventlet executor / rabbit:// casts"
 _RABBIT_CAST = "same cast over rabbit:// + RabbitMQ"
 _FLOOR = "call floor: raw zmq round trip + oslo's executor hand-off"
 _BARE = "oslo.messaging over a bare zmq transport (oslo's own cost)"
@@ -339,7 +341,8 @@ def _oslo_rows(status=""):
                            ratio_is="anchor/value"),
             report.skipped(_BARE + ": casts", "casts/s", _RABBIT_CAST, None, status),
             report.skipped(_CEILING, "messages/s", "-", None, status),
-            report.skipped(_CEILING_VS_RABBIT, "messages/s", _RABBIT_CAST, None, status)]
+            report.skipped(_CEILING_VS_RABBIT, "messages/s", _RABBIT_CAST, None, status),
+            report.skipped(_EVENTLET_CEILING, "messages/s", _RABBIT_CAST, None, status)]
 
 
 def _stop_rabbit():
@@ -361,7 +364,8 @@ def oslo_section(run):
     oslo server child, the bare transport's server child), one client per transport lives in
     this process (one ``cfg.CONF``, parsed with the zmq config file), all are warmed up, then
     per run: calls in alternating blocks of ``oslo_block`` until each transport has ``oslo_n``,
-    then cast bursts in turn (rabbit, zmq, bare, dispatch ceiling) ``oslo_bursts`` times. See
+    then cast bursts in turn (rabbit, zmq, bare, dispatch ceiling, the dispatch ceiling with
+    oslo's eventlet executor in a monkey-patched child) ``oslo_bursts`` times. See
     :mod:`benchmarks.oslo_rpc`.
     """
     s = run.s
@@ -374,7 +378,7 @@ def oslo_section(run):
     rabbit_status = None
     sides = {}
     details = {"call_block": s.oslo_block, "cast_n": s.oslo_cast_n, "ceiling_n": s.oslo_ceiling_n}
-    call_runs, cast_bursts, ceiling_per_s = {}, {}, []
+    call_runs, cast_bursts, ceiling_per_s, eventlet_ceiling_per_s = {}, {}, [], []
     t_start = time.perf_counter()
     # Everything started here is stopped on leaving, newest first, even if one stop fails:
     # the clients (before their servers), the dispatch ceiling, RabbitMQ and epmd, the registry.
@@ -401,6 +405,11 @@ def oslo_section(run):
             sides["zmq"] = zmq_side  # after rabbit: every turn is rabbit, zmq, bare (, ceiling)
         sides["bare"] = stack.enter_context(contextlib.closing(bare_oslo.BareSide()))
         ceiling = stack.enter_context(contextlib.closing(oslo_rpc.DispatchCeiling()))
+        eventlet_ceiling = None
+        if importlib.util.find_spec("eventlet") is not None:
+            eventlet_ceiling = stack.enter_context(contextlib.closing(oslo_rpc.EventletCeiling()))
+        else:
+            details["eventlet_ceiling"] = "skipped: eventlet not installed (pip install eventlet)"
         log(f"   servers and clients ready in {time.perf_counter() - t_start:.1f} s")
 
         # warm-up, discarded: first calls, alternating call blocks, one short cast burst each
@@ -420,10 +429,14 @@ def oslo_section(run):
         for side in sides.values():
             side.cast_burst(s.oslo_cast_n // 10, wait)
         ceiling.take(s.oslo_ceiling_n // 10, wait)
+        if eventlet_ceiling is not None:
+            eventlet_ceiling.take(s.oslo_ceiling_n // 10, wait)
 
         bursts = {name: (lambda k, side=side: [side.cast_burst(s.oslo_cast_n, wait) for _ in range(k)])
                   for name, side in sides.items()}
         bursts["ceiling"] = lambda k: [ceiling.take(s.oslo_ceiling_n, wait) for _ in range(k)]
+        if eventlet_ceiling is not None:
+            bursts["eventlet ceiling"] = lambda k: [eventlet_ceiling.take(s.oslo_ceiling_n, wait) for _ in range(k)]
         for _ in range(runs):
             got = _interleaved_runs(calls, s.oslo_n, s.oslo_block) if calls else {}
             for name, summary in got.items():
@@ -432,6 +445,7 @@ def oslo_section(run):
             for name in sides:
                 cast_bursts.setdefault(name, []).append(casts[name])
             ceiling_per_s += casts["ceiling"]
+            eventlet_ceiling_per_s += casts.get("eventlet ceiling", [])
     log(f"   measured in {time.perf_counter() - t_start:.1f} s")
 
     results = {}
@@ -455,6 +469,8 @@ def oslo_section(run):
         details.setdefault("cdf_us", {})["call floor: zmq + executor hand-off"] = \
             report.quantiles(call_runs["floor"][-1]["samples_ns"])
     details["ceiling_per_s"] = [round(v, 1) for v in ceiling_per_s]
+    if eventlet_ceiling_per_s:
+        details["eventlet_ceiling_per_s"] = [round(v, 1) for v in eventlet_ceiling_per_s]
     run.details["oslo"] = details
 
     def pick(label, key):
@@ -502,6 +518,12 @@ def oslo_section(run):
     rows.append(report.metric(_CEILING, c["median"], "messages/s", "-", None, None, value_spread=c))
     rows.append(report.metric(_CEILING_VS_RABBIT, c["median"], "messages/s", _RABBIT_CAST, a and a["median"], None,
                               value_spread=c, anchor_spread=a, note=None if a else rabbit_status))
+    if eventlet_ceiling_per_s:
+        e = spread(eventlet_ceiling_per_s)
+        rows.append(report.metric(_EVENTLET_CEILING, e["median"], "messages/s", _RABBIT_CAST, a and a["median"], None,
+                                  value_spread=e, anchor_spread=a, note=None if a else rabbit_status))
+    else:
+        rows.append(report.skipped(_EVENTLET_CEILING, "messages/s", _RABBIT_CAST, None, details["eventlet_ceiling"]))
     run.rows += rows
 
 

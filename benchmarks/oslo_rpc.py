@@ -42,8 +42,8 @@ import time
 
 from benchmarks import servers
 
-__all__ = ["TOPIC", "DispatchCeiling", "Side", "call_frame_sizes", "configure", "driver_status", "serve",
-           "server_main", "write_zmq_config"]
+__all__ = ["TOPIC", "DispatchCeiling", "EventletCeiling", "Side", "call_frame_sizes", "configure", "driver_status",
+           "eventlet_ceiling_main", "serve", "server_main", "write_zmq_config"]
 
 TOPIC = "rpcmmbench"
 
@@ -209,6 +209,45 @@ class Side:
             self.server.stop()
 
 
+class EventletCeiling:
+    """:class:`DispatchCeiling` with oslo's ``eventlet`` executor, in a child process that
+    eventlet monkey-patched first (the ``eventlet_ceiling`` role, :func:`eventlet_ceiling_main`).
+    :meth:`take` asks it for one burst; :meth:`close` stops it."""
+
+    def __init__(self):
+        self.server = servers.start_role("eventlet_ceiling", name="eventlet-ceiling", stdin=True, timeout=60)
+
+    def take(self, n, timeout):
+        """Messages per second dispatched, ``n`` of them, within ``timeout`` seconds."""
+        self.server.popen.stdin.write(f"{int(n)} {timeout:g}\n")
+        self.server.popen.stdin.flush()
+        line = servers.read_line(self.server.popen, timeout + 10, "eventlet_ceiling")
+        if not line.startswith("RATE "):
+            raise RuntimeError(f"eventlet_ceiling said {line!r}")
+        return float(line.split()[1])
+
+    def close(self):
+        with contextlib.suppress(OSError, ValueError):
+            self.server.popen.stdin.close()  # it stops at the end of its input
+        self.server.stop()
+
+
+def eventlet_ceiling_main():
+    """The ``eventlet_ceiling`` role: READY, then for each ``N TIMEOUT`` line on stdin one
+    :meth:`DispatchCeiling.take` with the eventlet executor, answered ``RATE <messages/s>``."""
+    import eventlet
+    eventlet.monkey_patch()
+    configure()
+    ceiling = DispatchCeiling(executor="eventlet")
+    try:
+        print("READY", flush=True)
+        for line in sys.stdin:
+            n, timeout = line.split()
+            print(f"RATE {ceiling.take(int(n), float(timeout)):.1f}", flush=True)
+    finally:
+        ceiling.close()
+
+
 def call_frame_sizes(side):
     """Bytes of an ``echo`` call's request and of its reply as the zmq:// ``side`` sends them:
     the request taken from the driver's outbox during one call, the reply encoded for its id."""
@@ -233,16 +272,17 @@ def call_frame_sizes(side):
 
 
 class DispatchCeiling:
-    """oslo.messaging's server dispatch with no transport: messages/s of its threading executor.
+    """oslo.messaging's server dispatch with no transport: messages/s of its executor.
 
     A fake transport (``fake:///``) whose driver's ``listen`` returns a trivial listener, so
-    the RPC server (``executor='threading'``, the same as the measured servers) hands us its
+    the RPC server (``executor='threading'`` by default, the same as the measured servers;
+    ``'eventlet'`` only in a monkey-patched process, see :class:`EventletCeiling`) hands us its
     ``on_incoming`` callback; :meth:`take` feeds it ``n`` pre-built cast messages, one per
     call, and times them until the endpoint (a ``count`` behind a lock, like the servers')
     counted the last. ``cfg.CONF`` must be parsed; :meth:`close` stops the server.
     """
 
-    def __init__(self, topic=TOPIC + "-ceiling"):
+    def __init__(self, topic=TOPIC + "-ceiling", executor="threading"):
         import oslo_messaging as om
         from oslo_config import cfg
         from oslo_messaging._drivers import base
@@ -285,7 +325,7 @@ class DispatchCeiling:
             listener = Listener()
             self.transport._driver.listen = lambda *args, **kwargs: listener
             self.server = om.get_rpc_server(self.transport, om.Target(topic=topic, server="c1"), [Endpoint()],
-                                            executor="threading", access_policy=om.DefaultRPCAccessPolicy)
+                                            executor=executor, access_policy=om.DefaultRPCAccessPolicy)
             self.server.start()
             self._feed = listener.on_incoming_callback
             if self._feed is None:

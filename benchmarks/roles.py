@@ -15,7 +15,8 @@ parent that died.
   stamped with CLOCK_MONOTONIC, GAP_US apart (the PUB->SUB anchor of change propagation);
 - ``loadgen ENDPOINT SOCKETS``: :mod:`benchmarks.loadgen`;
 - ``oslo_server URL [CONFIG_FILE]``: :func:`benchmarks.oslo_rpc.server_main`;
-- ``bare_oslo_server PORT REPLY_PORT``: :func:`benchmarks.bare_oslo.server_main`.
+- ``bare_oslo_server PORT REPLY_PORT``: :func:`benchmarks.bare_oslo.server_main`;
+- ``eventlet_ceiling``: :func:`benchmarks.oslo_rpc.eventlet_ceiling_main`.
 """
 
 import struct
@@ -122,6 +123,9 @@ def main(argv):
     elif role == "bare_oslo_server":
         from benchmarks.bare_oslo import server_main as bare_server_main
         bare_server_main(*args)
+    elif role == "eventlet_ceiling":
+        from benchmarks.oslo_rpc import eventlet_ceiling_main
+        eventlet_ceiling_main()
     else:
         raise SystemExit(f"unknown role {role!r}")
 

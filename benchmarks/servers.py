@@ -24,7 +24,7 @@ import tempfile
 import time
 
 __all__ = ["Missing", "Server", "STARTED", "stop_all", "free_port", "start_registry", "start_role",
-           "registry_and_loadgen", "start_redis", "start_rabbit", "child_env", "LOG_DIR"]
+           "registry_and_loadgen", "start_redis", "start_rabbit", "child_env", "read_line", "LOG_DIR"]
 
 #: Where servers' own logs go (removed at exit unless KEEP_BENCH_LOGS=1).
 LOG_DIR = tempfile.mkdtemp(prefix="rpcmm-bench-")
@@ -106,7 +106,7 @@ def child_env():
     return dict(os.environ, PYTHONPATH=root + (os.pathsep + path if path else ""), PYTHONWARNINGS="ignore")
 
 
-def _read_line(popen, timeout, what):
+def read_line(popen, timeout, what):
     """The first line a child prints on stdout, within ``timeout`` seconds."""
     import selectors
     with selectors.DefaultSelector() as sel:
@@ -136,7 +136,7 @@ def start_registry(name="registry", timeout=20, peers=()):
         stdout=subprocess.PIPE, stderr=log, text=True, env=child_env())
     log.close()
     server = Server(name, popen)
-    line = _read_line(popen, timeout, "rpcmm registry")
+    line = read_line(popen, timeout, "rpcmm registry")
     prefix = "rpcmm registry: serving on "
     if not line.startswith(prefix):
         server.stop()
@@ -174,7 +174,7 @@ def start_role(role, *args, name=None, timeout=60, stdin=False):
                              stdout=subprocess.PIPE, stderr=log, text=True, env=child_env())
     log.close()
     server = Server(name, popen)
-    line = _read_line(popen, timeout, role)
+    line = read_line(popen, timeout, role)
     if line != "READY":
         server.stop()
         raise RuntimeError(f"{role} said {line!r} instead of READY; see {LOG_DIR}/{name}.log")

@@ -54,3 +54,14 @@ def test_the_bare_oslo_transport_answers_calls_and_casts():
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(result["calls"]) == 20 and all(sample > 0 for sample in result["calls"])
     assert result["casts"]["cast_per_s"] > 0 and result["casts"]["cast_sent_per_s"] > 0
+
+
+def test_the_eventlet_dispatch_ceiling_dispatches_every_message():
+    from benchmarks import oslo_rpc
+    ceiling = oslo_rpc.EventletCeiling()
+    try:
+        assert ceiling.take(300, 20) > 0  # a burst that falls short raises TimeoutError in the child
+        assert ceiling.take(300, 20) > 0  # and it serves more than one
+    finally:
+        ceiling.close()
+    assert ceiling.server.popen.poll() is not None
