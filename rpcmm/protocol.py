@@ -84,6 +84,7 @@ __all__ = [
     "MAX_TOPICS_PER_HOST",
     "MAX_RECORD_BYTES",
     "record_bytes",
+    "heartbeats",
 ]
 
 VERSION = 1
@@ -437,6 +438,35 @@ def decode(frame, max_bytes=MAX_MESSAGE_BYTES):
 def record_bytes(host, topics):
     """What a host record's names weigh against :data:`MAX_RECORD_BYTES` (UTF-8 bytes)."""
     return len(host.encode()) + sum(len(topic.encode()) for topic in topics)
+
+
+#: Upper bounds of msgpack's framing around a HEARTBEAT's names: per record, its array header
+#: (1), two float64s (9 each), the topic list's array header (at most 5) and a string header per
+#: name (at most 5); per message, its array header, version, kind and the records' array header.
+_RECORD_FRAMING_BYTES = 24
+_NAME_HEADER_BYTES = 5
+_HEARTBEAT_FRAMING_BYTES = 16
+
+
+def heartbeats(states):
+    """``states`` (HostState records) as HEARTBEAT messages: as few as fit, in order, each with at
+    most :data:`MAX_HOSTS_PER_MESSAGE` records and encoding to at most :data:`MAX_MESSAGE_BYTES`.
+
+    A registry refuses a bigger frame, and zmq then drops the connection it came on without a
+    word to either side, so every host in it would expire. Sizes are upper bounds worked out
+    from the names (no trial encoding); a record itself always fits (see :data:`MAX_RECORD_BYTES`).
+    """
+    batch, size = [], _HEARTBEAT_FRAMING_BYTES
+    for state in states:
+        weight = (record_bytes(state.host, state.topics) + _NAME_HEADER_BYTES * (len(state.topics) + 1)
+                  + _RECORD_FRAMING_BYTES)
+        if batch and (len(batch) == MAX_HOSTS_PER_MESSAGE or size + weight > MAX_MESSAGE_BYTES):
+            yield Heartbeat(tuple(batch))
+            batch, size = [], _HEARTBEAT_FRAMING_BYTES
+        batch.append(state)
+        size += weight
+    if batch:
+        yield Heartbeat(tuple(batch))
 
 
 def _need(data, count, what):

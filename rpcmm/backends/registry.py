@@ -115,10 +115,8 @@ class RegistryMatchmaker(Matchmaker):
         self._client.cast(protocol.Heartbeat((self._state(host, topics),)))
 
     def _announce_many(self, states):
-        records = [self._state(host, topics) for host, topics in states]
-        step = protocol.MAX_HOSTS_PER_MESSAGE
-        for start in range(0, len(records), step):
-            self._client.cast(protocol.Heartbeat(tuple(records[start:start + step])))
+        for message in protocol.heartbeats(self._state(host, topics) for host, topics in states):
+            self._client.cast(message)
 
     def _withdraw(self, host):
         self._client.cast(protocol.Unregister((host,)))

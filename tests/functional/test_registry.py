@@ -329,6 +329,18 @@ def test_many_hosts_in_one_batched_heartbeat(start_server, seed_for, matchmakers
     assert len(client.hosts("t")) == 5000 and client.hosts("own-4999") == ("h4999",)
 
 
+def test_a_batched_heartbeat_larger_than_a_message_reaches_the_registry(start_server, seed_for, matchmakers):
+    # 500 hosts of 10 topics of 250 characters: 1.3 MB of records. In one frame the registry
+    # refused it (ZMQ_MAXMSGSIZE) and zmq dropped the connection without a word, so the hosts
+    # would all expire one TTL later.
+    server = start_server()
+    host_side = matchmakers(seed_for(server))
+    topics = frozenset(f"service-{j:02d}." + "x" * 240 for j in range(10))
+    host_side._announce_many([(f"host-{i:05d}", topics) for i in range(500)])
+    wait_for(lambda: len(server.table) == 500, timeout=10)
+    assert server.stats.received >= 2
+
+
 def test_a_full_registry_refuses_more_and_keeps_serving_what_it_holds(start_server, seed_for, matchmakers):
     server = start_server(max_registrations=3)
     seed = seed_for(server)

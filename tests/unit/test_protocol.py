@@ -98,6 +98,32 @@ def test_a_heartbeat_is_compact():
     assert len(frame) < 140
 
 
+def _records(count, topics, topic_chars, host_chars=12):
+    return [p.HostState(f"h{i:0{host_chars - 1}d}", 1.0, 3.0,
+                        tuple(f"t{j:03d}" + "é" * ((topic_chars - 4) // 2) for j in range(topics)))
+            for i in range(count)]
+
+
+@pytest.mark.parametrize("records", [
+    _records(500, 10, 252),  # 2.5 kB records: 1.3 MB in one message before batching by bytes
+    _records(3, 1024, 500),  # records of about half a message each
+    _records(9000, 1, 4),  # small records: the count limit splits them
+    _records(1, 1, 4),
+], ids=["many-large", "half-message", "many-small", "one"])
+def test_heartbeats_fit_the_registry_s_limits_and_keep_every_record_in_order(records):
+    messages = list(p.heartbeats(records))
+    assert [r for m in messages for r in m.states] == records
+    for message in messages:
+        assert len(message.states) <= p.MAX_HOSTS_PER_MESSAGE
+        assert len(p.encode(message)) <= p.MAX_MESSAGE_BYTES
+        assert p.decode(p.encode(message)) == message  # the registry takes each
+    # As few as fit: any two neighbours together would break a limit.
+    for first, second in zip(messages, messages[1:]):
+        joined = p.Heartbeat(first.states + second.states)
+        assert (len(joined.states) > p.MAX_HOSTS_PER_MESSAGE
+                or len(p.encode(joined)) > p.MAX_MESSAGE_BYTES * 0.9)
+
+
 def pack(*fields):
     return msgpack.packb(list(fields), use_bin_type=True)
 
