@@ -46,8 +46,10 @@ class Change(enum.Enum):
     CHANGED = "changed"  # the host's topics changed
     REFRESHED = "refreshed"  # same topics, new deadline
     #: The table is full: the host is new, or its new topics would add registrations, beyond
-    #: ``max_registrations``. Nothing changed, except that a host already in the table keeps
-    #: its old topics with a new deadline (it is alive, and still serves those).
+    #: ``max_registrations``. A new host is not added; a host already in the table keeps, with
+    #: a new deadline, those of its old topics it still declares, and leaves the ones it
+    #: dropped (it is alive, and serves the former only; with none left it is removed). Its
+    #: new topics wait for room.
     REFUSED = "refused"
     #: The host is new and the key registering it already has its quota of hosts in the
     #: table (``quota`` in :meth:`RegistryTable.heartbeat`): nothing changed.
@@ -159,7 +161,7 @@ class RegistryTable:
         if entry is None and quota is not None and self._owned.get(owner, 0) >= quota:
             return Change.OVER_QUOTA
         if self.max_registrations is not None and self._would_overflow(entry, topics):
-            if entry is not None:
+            if entry is not None and self._keep_what_remains(host, entry, topics):
                 entry.last_seen, entry.deadline = now, now + entry.ttl
             return Change.REFUSED
         declared = (interval, ttl)
@@ -178,6 +180,20 @@ class RegistryTable:
         entry.last_seen, entry.deadline = now, now + ttl
         self._index(host, old, topics)
         return Change.CHANGED
+
+    def _keep_what_remains(self, host, entry, topics):
+        """A refused change still takes the host off the topics it dropped: lookups must not
+        go on naming it for them. The topics it added wait for room. False if nothing is left
+        (it dropped every topic it had): the host is removed, and joins once there is room."""
+        declared = set(topics)
+        kept = tuple(topic for topic in entry.topics if topic in declared)
+        if not kept:
+            self.remove(host)
+            return False
+        if kept != entry.topics:
+            old, entry.topics = entry.topics, kept
+            self._index(host, old, kept)
+        return True
 
     def hosts_owned_by(self, owner):
         """How many hosts in the table count against ``owner``."""

@@ -191,6 +191,29 @@ def test_a_full_table_refuses_a_new_host_and_keeps_everyone_else(capped):
     assert capped.drain_changes() and not capped.drain_changes()
 
 
+def test_a_refused_change_still_drops_the_topics_the_host_no_longer_serves(capped):
+    capped.heartbeat("h1", ("a", "b"), 1.0, 3.0, now=0.0)
+    capped.heartbeat("h2", ("a", "b"), 1.0, 3.0, now=0.0)
+    capped.drain_changes()
+    # h1 moves from (a, b) to (b, c, d): one more registration than the full table has room for.
+    assert capped.heartbeat("h1", ("b", "c", "d"), 1.0, 3.0, now=1.0) is Change.REFUSED
+    assert capped.hosts_for("a") == ("h2",) and capped.hosts_for("b") == ("h1", "h2")
+    assert capped.hosts_for("c") == () and capped.registration_count == 3
+    assert [topic for topic, _, _ in capped.drain_changes()] == ["a"]  # published to live caches
+    # It keeps refreshing what it kept, and its new topics come in once there is room.
+    assert capped.heartbeat("h1", ("b", "c", "d"), 1.0, 3.0, now=2.0) is Change.REFUSED
+    assert capped.expire(3.5) == ["h2"] and capped.hosts_for("b") == ("h1",)
+    assert capped.heartbeat("h1", ("b", "c", "d"), 1.0, 3.0, now=4.0) is Change.CHANGED
+    assert all(capped.hosts_for(t) == ("h1",) for t in "bcd")
+
+
+def test_a_refused_change_that_keeps_no_old_topic_removes_the_host(capped):
+    capped.heartbeat("h1", ("a",), 1.0, 3.0, now=0.0)
+    capped.heartbeat("h2", ("a", "b", "c"), 1.0, 3.0, now=0.0)
+    assert capped.heartbeat("h1", ("x", "y"), 1.0, 3.0, now=1.0) is Change.REFUSED
+    assert "h1" not in capped and capped.hosts_for("a") == ("h2",) and capped.registration_count == 3
+
+
 def test_a_refused_topic_change_keeps_the_old_topics_alive(capped):
     capped.heartbeat("h1", ("a", "b"), 1.0, 3.0, now=0.0)
     capped.heartbeat("h2", ("a", "b"), 1.0, 3.0, now=0.0)
