@@ -85,6 +85,14 @@ class PeerRateLimiter:
         self.refused += 1
         return False
 
+    def charge(self, peer, now, cost):
+        """Take ``cost`` more tokens from ``peer``'s bucket after the fact (for work whose size
+        is known only once done, such as a large reply): its next messages are refused until
+        the bucket refills. The debt is at most one bucket's worth."""
+        if self.allow(peer, now, 0.0):  # refills the bucket (or makes it), and never refuses
+            bucket = self._buckets[peer]
+            bucket.tokens = max(-self.burst, bucket.tokens - cost)
+
     def forget(self, peer):
         """Drop ``peer``'s bucket (for instance when its connection closed)."""
         self._buckets.pop(peer, None)

@@ -39,6 +39,7 @@ never touches another host's entry.
 import logging
 import math
 import random
+import time
 
 import zmq
 
@@ -82,8 +83,20 @@ _LIST_PAGE_BYTES = 256 << 10
 _WHOLE_LIST_BYTES = protocol.MAX_MESSAGE_BYTES - (64 << 10)
 #: Seconds a warming registry waits for each page of a peer's table.
 DEFAULT_PEER_TIMEOUT = 1.0
-#: Messages handled in a row before the loop checks its timers again.
+#: Messages handled in a row before the loop checks its timers again, and the most time they
+#: may take (a few costly requests, say LISTs of a large table, must not hold up the feed's
+#: ticks and the expiry sweeps for seconds).
 _DRAIN_BATCH = 512
+_DRAIN_SECONDS = 0.02
+#: A reply larger than _FREE_REPLY_BYTES (a LIST page, the HOSTS of a large fanout topic) costs
+#: its peer's rate limiter one more token per _REPLY_BYTES_PER_TOKEN bytes, paid from its next
+#: messages: a megabyte answer is thousands of messages' work, not one.
+_FREE_REPLY_BYTES = 4096
+_REPLY_BYTES_PER_TOKEN = 256
+#: Replies queued for one peer before more are dropped: an honest client waits for each
+#: answer, so a peer with this many unread is not reading, and would otherwise pile up to
+#: _HIGH_WATER_MARK replies (a megabyte each for LIST) in the registry's memory.
+_REPLY_QUEUE = 64
 # Plain ints for the hot loop: pyzmq's enum flags cost a Python-level call per use.
 _NOBLOCK, _SNDMORE, _POLLIN, _EVENTS = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.POLLIN), int(zmq.EVENTS)
 _RCVMORE = int(zmq.RCVMORE)
@@ -199,6 +212,9 @@ class RegistryServer:
                 self._authenticator = CurveAuthenticator(
                     self._context, self.curve.authorized_keys, runtime=self.runtime.native()).start()
             self._socket = self._bind(zmq.ROUTER, self._requested)
+            self._socket.setsockopt(zmq.SNDHWM, _REPLY_QUEUE)
+            # Full queues and departed peers raise instead of dropping the reply unseen.
+            self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
             self._bound = Endpoint(self._requested.host, self._port_of(self._socket))
             try:
                 self._feed = self._bind(zmq.XPUB, Endpoint(self._requested.host, self.feed_port))
@@ -353,9 +369,10 @@ class RegistryServer:
         secured = self.curve is not None
         allow = self.limiter.allow
         now = self.clock.monotonic()
+        give_up = time.perf_counter() + _DRAIN_SECONDS  # real time: it bounds real work
         for _ in range(_DRAIN_BATCH):
             # Asking whether a message is there is cheaper than the Again a receive would raise.
-            if not socket.getsockopt(_EVENTS) & _POLLIN:
+            if not socket.getsockopt(_EVENTS) & _POLLIN or time.perf_counter() > give_up:
                 return
             try:
                 if secured:
@@ -379,7 +396,8 @@ class RegistryServer:
                 self._drop(frames[0] if frames else b"", f"expected 2 frames, got {len(frames)}")
                 continue
             identity, frame = frames
-            if not allow(key or identity, now):
+            peer = key or identity
+            if not allow(peer, now):
                 self.stats.rate_limited += 1
                 self._drop(identity, f"over its rate limit (key {key})")
                 continue
@@ -400,13 +418,21 @@ class RegistryServer:
                 self.stats.dropped += 1
                 continue
             if reply is not None:
+                answer = protocol.encode(reply)
+                if len(answer) > _FREE_REPLY_BYTES:
+                    self.limiter.charge(peer, now, len(answer) / _REPLY_BYTES_PER_TOKEN)
                 try:
                     # Two sends rather than send_multipart, which checks every frame in Python. A
-                    # ROUTER never blocks or fails halfway: an unroutable reply is dropped whole.
+                    # ROUTER never blocks or fails halfway: with ROUTER_MANDATORY the identity's
+                    # send raises (a full queue, a peer gone) and nothing of the reply is sent.
                     socket.send(identity, _NOBLOCK | _SNDMORE)
-                    socket.send(protocol.encode(reply), _NOBLOCK)
+                    socket.send(answer, _NOBLOCK)
                 except zmq.Again:
-                    self._drop(identity, "reply queue full; reply dropped")
+                    self._drop(identity, f"{_REPLY_QUEUE} replies unread; reply dropped")
+                except zmq.ZMQError as exc:
+                    if exc.errno != zmq.EHOSTUNREACH:
+                        raise
+                    self.stats.dropped += 1  # it left before its answer: nobody to tell
 
     def _decode(self, frame):
         """protocol.decode, remembered for HEARTBEAT frames.

@@ -93,3 +93,20 @@ def test_no_peer_ever_exceeds_burst_plus_rate_times_elapsed(events):
             allowed[peer] = allowed.get(peer, 0) + 1
     for count in allowed.values():
         assert count <= burst + rate * now + 1e-9
+
+
+def test_a_charge_after_the_fact_refuses_the_next_messages_until_the_bucket_refills():
+    limiter = PeerRateLimiter(rate=100.0, burst=10)
+    assert limiter.allow("p", 0.0)  # 9 tokens left
+    limiter.charge("p", 0.0, 14.0)  # a large reply: 5 tokens in debt
+    assert not limiter.allow("p", 0.0)
+    assert not limiter.allow("p", 0.05)  # 0 tokens
+    assert limiter.allow("p", 0.061)  # 1.1 tokens
+    assert limiter.allow("q", 0.061)  # nobody else pays for it
+
+
+def test_a_debt_is_at_most_one_bucket():
+    limiter = PeerRateLimiter(rate=100.0, burst=10)
+    limiter.charge("p", 0.0, 1e9)  # -10 tokens, not -1e9
+    assert not limiter.allow("p", 0.1)  # 0 tokens
+    assert limiter.allow("p", 0.111)  # 1.1 tokens

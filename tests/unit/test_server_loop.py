@@ -1,5 +1,8 @@
 """Pieces of the registry's loop, driven without its sockets: the decode memo (remembered
-HEARTBEAT frames stay within their memory budget) and the live feed's subscriptions."""
+HEARTBEAT frames stay within their memory budget), the live feed's subscriptions and the
+drain's time budget."""
+
+import time
 
 import zmq
 
@@ -61,3 +64,42 @@ def test_a_burst_of_subscriptions_to_one_topic_costs_one_snapshot():
     kinds = sorted((k, type(m).__name__) for k, m in feed.published)
     assert kinds == sorted([(key, "Snapshot"), (protocol.TICK_KEY, "Tick"), (other, "Snapshot")])
     assert dict(feed.published)[key].hosts == ("h1",)
+
+
+class FakeRouter:
+    """The ROUTER's side ``_drain`` uses: queued requests (identity, frame) and the replies."""
+
+    def __init__(self, requests):
+        self.frames = [part for identity, frame in requests for part in (identity, frame)]
+        self.sent = []
+
+    def getsockopt(self, option):
+        if option == server_module._EVENTS:
+            return server_module._POLLIN if self.frames else 0
+        return 0  # RCVMORE: never a third frame
+
+    def recv(self, flags=0):
+        if not self.frames:
+            raise zmq.Again()
+        return self.frames.pop(0)
+
+    def send(self, frame, flags=0):
+        self.sent.append(frame)
+
+
+def test_a_drain_stops_after_its_time_budget_so_the_loop_can_tick(monkeypatch):
+    server = RegistryServer("127.0.0.1:0")
+    requests = [(b"peer", protocol.encode(protocol.Status(i))) for i in range(100)]
+    socket = FakeRouter(requests)
+
+    def slow_handle(message, identity, key, now):  # each request takes 5 ms, like a large LIST
+        time.sleep(0.005)
+
+    monkeypatch.setattr(server, "_handle", slow_handle)
+    started = time.perf_counter()
+    server._drain(socket)
+    took = time.perf_counter() - started
+    handled = server.stats.received
+    assert 1 <= handled < 20 and took < 0.1  # about 20 ms worth, not 100 x 5 ms
+    server._drain(socket)  # the rest waits for the next pass, in order
+    assert server.stats.received > handled
