@@ -50,7 +50,7 @@ from rpcmm.oslo.keys import load_transport_keys
 from rpcmm.oslo.listener import PushListener, ZmqListener
 from rpcmm.oslo.names import NotifyTopic, PoolMember, RpcServer, RpcTopic
 from rpcmm.oslo.options import register_opts
-from rpcmm.oslo.peers import Outbox, PeerBusy
+from rpcmm.oslo.peers import MessageTooLarge, Outbox, PeerBusy
 from rpcmm.runtime import default_runtime
 from rpcmm.security import CurveAuthenticator
 from rpcmm.timing import HeartbeatTiming
@@ -64,6 +64,12 @@ _WILDCARDS = frozenset({"0.0.0.0", "::", "*"})
 #: First and longest pause between two lookups while a call waits for a server to appear.
 _FIRST_RETRY = 0.01
 _LONGEST_RETRY = 0.25
+
+
+class TransportCleanedUp(oslo_messaging.MessagingException, LifecycleError):
+    """Listening on a transport that was cleaned up: an oslo.messaging error, so oslo callers
+    catch it as they catch every other. (Not TransportDriverError, which oslo's server would
+    turn into ServerListenError: oslo.messaging 18.3 fails doing so, with an AttributeError.)"""
 
 
 class ZmqDriver(base.BaseDriver):
@@ -139,7 +145,7 @@ class ZmqDriver(base.BaseDriver):
                 self._matchmaker.start()
                 self._matchmaker.start_heartbeat()
                 self._outbox = Outbox(self._context, self._runtime, options.max_peers,
-                                      curve=keys and keys.connect)
+                                      curve=keys and keys.connect, max_message_bytes=options.max_message_bytes)
             except BaseException:
                 self._release()
                 raise
@@ -216,6 +222,7 @@ class ZmqDriver(base.BaseDriver):
             raise oslo_messaging.MessageDeliveryFailure(str(exc)) from None
 
     def _send(self, target, ctxt, message, wait_for_reply, timeout, call_monitor_timeout):
+        ctxt = _context_dict(ctxt)
         matchmaker = self._start()
         key = self._key_for(self._exchange(target), target.topic, target.server, target.fanout)
         if wait_for_reply:
@@ -249,7 +256,7 @@ class ZmqDriver(base.BaseDriver):
         try:
             slot = calls.expect(msg_id)
             self._outbox.send(host, frames)
-        except (PeerBusy, CallCancelled, LifecycleError) as exc:  # a full peer, or cleanup racing
+        except (PeerBusy, MessageTooLarge, CallCancelled, LifecycleError) as exc:  # a full peer, or cleanup racing
             calls.forget(msg_id)
             raise oslo_messaging.MessageDeliveryFailure(str(exc)) from None
         except BaseException:
@@ -314,6 +321,8 @@ class ZmqDriver(base.BaseDriver):
                 self._outbox.send(host, frames)
             except LifecycleError as exc:  # cleanup raced this send
                 raise oslo_messaging.MessageDeliveryFailure(str(exc)) from None
+            except MessageTooLarge as exc:  # too large for every peer alike
+                raise oslo_messaging.MessageDeliveryFailure(f"{what}: {exc}") from None
             except PeerBusy as exc:
                 if must_deliver:
                     raise oslo_messaging.MessageDeliveryFailure(str(exc)) from None
@@ -323,7 +332,7 @@ class ZmqDriver(base.BaseDriver):
         """Send one copy to one listener of each pool of the topic (round robin in a pool).
         The message goes as it is, whatever ``version``: the envelope is this driver's own."""
         try:
-            self._notify(target, ctxt, message)
+            self._notify(target, _context_dict(ctxt), message)
         except LifecycleError as exc:
             raise oslo_messaging.MessageDeliveryFailure(str(exc)) from None
 
@@ -362,25 +371,47 @@ class ZmqDriver(base.BaseDriver):
         return _oslo_listener(listener, batch_size, batch_timeout)
 
     def listen_for_notifications(self, targets_and_priorities, pool, batch_size, batch_timeout):
-        """Receive ``<topic>.<priority>`` notifications as a member of ``pool`` (None: the
-        default pool); each pool gets every message once."""
+        """Receive ``<topic>.<priority>`` notifications as a member of ``pool`` (None or "": the
+        default pool, as the rabbit driver reads it); each pool gets every message once."""
         topics = sorted({
             NotifyTopic(self._exchange(target), f"{target.topic}.{priority}").name
             for target, priority in targets_and_priorities
         })
+        pool = pool or None
         listener = self._listener(topics, lambda address: PoolMember(pool, address).host,
                                   "rpcmm-oslo-notify")
         return _oslo_listener(listener, batch_size, batch_timeout)
 
     def _listener(self, topics, host_for, name):
-        matchmaker = self._start()
-        listener = ZmqListener(self._context, self._runtime, matchmaker, self._outbox, topics,
-                               host_for, self._options, name, curve=self._keys and self._keys.listen)
-        with self._lock:
-            if self._closing.is_set():
-                raise LifecycleError("this zmq transport has been cleaned up")
-            self._listeners.add(listener)
+        """A started ZmqListener; TransportCleanedUp after cleanup."""
+        try:
+            matchmaker = self._start()
+            listener = ZmqListener(self._context, self._runtime, matchmaker, self._outbox, topics,
+                                   host_for, self._options, name, curve=self._keys and self._keys.listen)
+            with self._lock:
+                if self._closing.is_set():
+                    raise LifecycleError("this zmq transport has been cleaned up")
+                self._listeners.add(listener)
+        except LifecycleError as exc:
+            raise TransportCleanedUp(str(exc)) from None
         return listener.start()
+
+
+def _context_dict(ctxt):
+    """The request context as the envelope carries it: a dict (``None`` is an empty one, as
+    oslo's notifier reads it; an object with ``to_dict()`` is asked for one, as the rabbit
+    driver does). Anything else is the caller's error, raised here rather than found by every
+    receiver, which would drop the message."""
+    if type(ctxt) is dict:
+        return ctxt
+    if ctxt is None:
+        return {}
+    to_dict = getattr(ctxt, "to_dict", None)
+    if to_dict is not None:
+        ctxt = to_dict()
+    if not isinstance(ctxt, dict):
+        raise TypeError(f"a request context must be a dict, not {type(ctxt).__name__}")
+    return ctxt
 
 
 def _oslo_listener(listener, batch_size, batch_timeout):

@@ -39,7 +39,7 @@ from oslo_messaging._drivers import common as rpc_common
 
 from rpcmm.errors import ProtocolError
 from rpcmm.oslo import wire
-from rpcmm.oslo.peers import PeerBusy
+from rpcmm.oslo.peers import MessageTooLarge, PeerBusy
 from rpcmm.oslo.receiver import Receiver
 
 __all__ = ["ZmqListener", "PushListener", "ZmqIncomingMessage"]
@@ -78,10 +78,10 @@ class ZmqIncomingMessage(base.RpcIncomingMessage):
             failure = rpc_common.serialize_remote_exception(failure)
         try:
             self._send(wire.Reply(self.msg_id, result=reply, failure=failure))
-        except (TypeError, ValueError) as exc:
-            # The result is not serializable: the caller gets that error instead of a timeout.
-            LOG.warning("reply to %s is not serializable (%s); sending the error instead",
-                        self.msg_id, exc)
+        except (TypeError, ValueError, MessageTooLarge) as exc:
+            # The result is not serializable, or too large to send: the caller gets that error
+            # instead of a timeout.
+            LOG.warning("reply to %s cannot be sent (%s); sending the error instead", self.msg_id, exc)
             failure = rpc_common.serialize_remote_exception((type(exc), exc, exc.__traceback__))
             self._send(wire.Reply(self.msg_id, failure=failure))
 
@@ -97,9 +97,12 @@ class ZmqIncomingMessage(base.RpcIncomingMessage):
                     self.msg_id)
 
     def _send(self, message):
+        """Send to the caller; MessageTooLarge is the caller's (of this method) to handle."""
         frames = wire.encode(message)
         try:
             self._outbox.send(self._reply_to, frames)
+        except MessageTooLarge:
+            raise
         except PeerBusy as exc:
             LOG.warning("could not reply to %s: %s", self.msg_id, exc)
         except Exception:

@@ -87,13 +87,20 @@ class NotifyTopic(_Address):
     topic: str
 
 
+#: The longest pool token kept readable: it leaves a listener's address (``host:port``) up to
+#: MAX_NAME_LENGTH - 97 characters in the host name.
+_LONGEST_POOL_TOKEN = 96
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class PoolMember:
     """A notification listener as a host name: its pool and the address it receives on.
 
     ``pool`` None is the default pool. The host name is ``<pool token>@<address>``: the pool
-    token is percent-encoded (so it holds no ``@``) or a digest when long; senders only group
-    by it and never need the pool back.
+    token is percent-encoded (so it holds no ``@``) or, when that is over _LONGEST_POOL_TOKEN
+    characters, a digest; senders only group by it and never need the pool back. The token
+    depends on the pool alone: members of one pool with addresses of different lengths must
+    get the same one, or senders take them for two pools and deliver twice.
     """
 
     pool: str | None
@@ -105,7 +112,7 @@ class PoolMember:
             token = "-"
         else:
             token = "=" + _quote(self.pool)
-            if len(token) + len(self.address) + 1 > MAX_NAME_LENGTH:
+            if len(token) > _LONGEST_POOL_TOKEN:
                 token = "#" + hashlib.sha256(self.pool.encode()).hexdigest()[:32]
         return f"{token}@{self.address}"
 

@@ -17,7 +17,7 @@ from rpcmm.addressing import Endpoint
 from rpcmm.errors import ConfigurationError, LifecycleError
 from rpcmm.security import secure_client_socket
 
-__all__ = ["Outbox", "PeerBusy", "PeerUnreachable"]
+__all__ = ["Outbox", "PeerBusy", "PeerUnreachable", "MessageTooLarge"]
 
 LOG = logging.getLogger(__name__)
 
@@ -38,17 +38,24 @@ class PeerUnreachable(PeerBusy):
     ring: the driver's hosts are ``host:port``)."""
 
 
+class MessageTooLarge(Exception):
+    """A message over ``max_message_bytes``: the receiver's zmq would refuse it by dropping the
+    whole connection, and with it whatever else was queued on it, so it is never sent."""
+
+
 class Outbox:
     """Send-only DEALER sockets to peers, keyed by ``host:port``; thread-safe.
 
     ``curve`` (a :class:`~rpcmm.security.LoadedCurveClientConfig`) makes every connection a
     CURVE client. The outbox owns its sockets; the caller owns ``context`` and must :meth:`close` the outbox
     before terming it. :meth:`send` raises :class:`PeerBusy` when the peer's queue is full or its address
-    cannot be connected to, and LifecycleError after :meth:`close`.
+    cannot be connected to, MessageTooLarge for a message over ``max_message_bytes`` (what every
+    receiver of the deployment takes), and LifecycleError after :meth:`close`.
     """
 
-    def __init__(self, context, runtime, max_peers, curve=None):
+    def __init__(self, context, runtime, max_peers, curve=None, max_message_bytes=None):
         self._context = context
+        self._max_message_bytes = max_message_bytes  # None: no limit checked here
         self._curve = curve
         self._zmq = runtime.zmq
         self._noblock = int(runtime.zmq.NOBLOCK)  # a plain int: enum flags cost a call each
@@ -58,8 +65,14 @@ class Outbox:
         self._closed = False
 
     def send(self, address, frames):
-        """Queue ``frames`` for the peer at ``address``; returns at once."""
+        """Queue ``frames`` for the peer at ``address``; returns at once. MessageTooLarge if they
+        add up to more than ``max_message_bytes`` (nothing is sent)."""
         zmq = self._zmq
+        limit = self._max_message_bytes
+        if limit is not None:
+            size = len(frames[0]) if len(frames) == 1 else sum(map(len, frames))
+            if size > limit:
+                raise MessageTooLarge(f"a message of {size} bytes is over max_message_bytes ({limit})")
         with self._lock:
             if self._closed:
                 raise LifecycleError("the outbox is closed")

@@ -52,3 +52,12 @@ def test_pool_members_split_back_into_pool_and_address():
 def test_foreign_host_names_are_refused(bad):
     with pytest.raises(ProtocolError):
         PoolMember.split(bad)
+
+
+def test_one_pool_gets_one_token_whatever_its_members_addresses():
+    addresses = ("10.0.0.5:40000", "10.0.0.15:40000", "[fd00:1234:5678:9abc:def0:1234:5678:9abc]:40000")
+    for length in range(1, 300):
+        hosts = [PoolMember("p" * length, address).host for address in addresses]
+        assert len({PoolMember.split(host)[0] for host in hosts}) == 1, length
+        for host in hosts:
+            validate_name("host", host)

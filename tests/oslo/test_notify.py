@@ -85,6 +85,20 @@ def test_listeners_without_a_pool_share_the_messages(transports, listeners):
     assert a.events.empty() and b.events.empty()
 
 
+def test_an_empty_pool_name_is_the_default_pool(transports, listeners):
+    # As the rabbit driver reads it (queue name ``pool or topic``): a pool option that
+    # defaults to "" must not make a second pool that gets a copy of everything.
+    a, b = Recorder("none"), Recorder("empty")
+    listeners(["defaulted"], a)
+    listeners(["defaulted"], b, pool="")
+    n = notifier(transports, "defaulted")
+    for i in range(10):
+        n.info({}, "tick", i)
+    received = drain(a, 5) + drain(b, 5)
+    assert sorted(e[2] for e in received) == list(range(10))  # each exactly once
+    assert a.events.empty() and b.events.empty()
+
+
 def test_every_pool_gets_its_own_copy(transports, listeners):
     members = {pool: [Recorder(f"{pool}-{i}") for i in range(2)] for pool in ("p1", "p2")}
     for pool, recorders in members.items():

@@ -41,6 +41,9 @@ class Endpoint:
     def wait_for_release(self, ctxt):
         return self.release.wait(20)
 
+    def repeat(self, ctxt, text, times):
+        return text * times
+
     def sleep(self, ctxt, seconds):
         time.sleep(seconds)
         return seconds
@@ -229,6 +232,48 @@ def test_sending_after_cleanup_is_a_delivery_failure(transports):
         late.call({}, "add", a=1, b=1)
     with pytest.raises(oslo_messaging.MessageDeliveryFailure):
         late.cast({}, "record", value=1)
+
+
+def test_a_message_over_the_size_limit_fails_at_the_sender_and_costs_nothing_else(transports):
+    # The receiver's zmq drops the whole connection for a message over max_message_bytes, and
+    # every message queued behind it: it must never be sent.
+    endpoint = Endpoint()
+    transport = transports.rpc(max_message_bytes=4096)
+    transports.server(oslo_messaging.Target(topic="sized", server="s"), [endpoint], transport=transport)
+    sized = client(transports.rpc(max_message_bytes=4096), topic="sized")
+    assert sized.call({}, "add", a=1, b=1) == 2
+    with pytest.raises(oslo_messaging.MessageDeliveryFailure, match="max_message_bytes"):
+        sized.cast({}, "record", value="x" * 10_000)
+    with pytest.raises(oslo_messaging.MessageDeliveryFailure, match="max_message_bytes"):
+        sized.call({}, "add", a="x" * 10_000, b="")
+    for value in range(20):
+        sized.cast({}, "record", value=value)
+    wait_for(lambda: len(endpoint.casts) == 20, timeout=5)
+    assert sorted(endpoint.casts) == list(range(20))
+    # A reply over the limit comes back as an error, not as a timeout.
+    with pytest.raises(oslo_messaging.RemoteError, match="max_message_bytes"):
+        sized.call({}, "repeat", text="y", times=10_000)
+
+
+@pytest.mark.parametrize("ctxt", [None, "not a context"])
+def test_a_context_that_is_not_a_dict_is_refused_or_made_one_at_the_sender(transports, ctxt):
+    endpoint = Endpoint()
+    transports.server(oslo_messaging.Target(topic="ctxt", server="s"), [endpoint])
+    sender = client(transports.rpc(), topic="ctxt", timeout=2)
+    if ctxt is None:  # an empty context, as oslo's notifier reads it
+        assert sender.call(ctxt, "add", a=1, b=2) == 3
+    else:  # the caller's error, at once: not a timeout after every receiver dropped it
+        with pytest.raises(TypeError, match="must be a dict"):
+            sender.call(ctxt, "add", a=1, b=2)
+
+
+def test_listening_on_a_cleaned_up_transport_is_a_listen_error(transports):
+    transport = transports.rpc()
+    transport.cleanup()
+    server = oslo_messaging.get_rpc_server(transport, oslo_messaging.Target(topic="gone", server="s"), [Endpoint()],
+                                           executor="threading")
+    with pytest.raises(oslo_messaging.MessagingException, match="cleaned up"):
+        server.start()
 
 
 def test_stopping_a_server_unregisters_it_at_once(transports, registered):
