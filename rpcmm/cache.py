@@ -158,11 +158,16 @@ class LookupCache:
 
     def load(self, answers, stored_at=_NEVER):
         """Fill the cache with stale answers (a dict of topic -> hosts), e.g. read from disk at
-        start; they are never fresh, only a fallback when no registry answers."""
+        start; they are never fresh, only a fallback when no registry answers. Only as many as
+        there is room for under ``max_entries`` are taken (a file written by a process with a
+        larger cache, or edited, must not grow this one past its bound)."""
         with self._lock:
+            entries = self._entries
             for topic, hosts in answers.items():
-                if topic not in self._entries:
-                    self._entries[topic] = (tuple(hosts), _NEVER, stored_at, 0, 0)
+                if len(entries) >= self.max_entries:
+                    break
+                if topic not in entries:
+                    entries[topic] = (tuple(hosts), _NEVER, stored_at, 0, 0)
             self.generation += 1
 
     def _remember_unheld(self, topic, epoch, version):

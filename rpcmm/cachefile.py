@@ -9,16 +9,20 @@ cold start must not fail on a cache.
 
 import json
 import logging
+import math
 import os
 import tempfile
 import time
 
 from rpcmm.addressing import is_clean_text
 
-__all__ = ["save_cache", "load_cache"]
+__all__ = ["save_cache", "load_cache", "MAX_CACHE_FILE_BYTES"]
 
 LOG = logging.getLogger(__name__)
 _FORMAT = 1
+#: The largest cache file read at start: about 300,000 topics of 10 hosts with long names, far
+#: beyond any cache's max_entries; a larger file is not the process's own (or is damaged).
+MAX_CACHE_FILE_BYTES = 256 << 20
 
 
 def save_cache(path, answers, wall_clock=time.time):
@@ -41,9 +45,13 @@ def save_cache(path, answers, wall_clock=time.time):
 
 
 def load_cache(path, wall_clock=time.time):
-    """``(answers, age_seconds)`` from ``path``; ``({}, None)`` if there is nothing usable."""
+    """``(answers, age_seconds)`` from ``path``; ``({}, None)`` if there is nothing usable (a
+    file over :data:`MAX_CACHE_FILE_BYTES` is not read)."""
     try:
         with open(path) as f:
+            if os.fstat(f.fileno()).st_size > MAX_CACHE_FILE_BYTES:
+                LOG.warning("ignoring the cache file %s: larger than %d bytes", path, MAX_CACHE_FILE_BYTES)
+                return {}, None
             document = json.load(f)
     except FileNotFoundError:
         return {}, None
@@ -62,7 +70,8 @@ def load_cache(path, wall_clock=time.time):
         if _is_name(topic) and isinstance(hosts, list) and all(_is_name(h) for h in hosts):
             answers[topic] = tuple(hosts)
     saved_at = document.get("saved_at")
-    age = max(0.0, wall_clock() - saved_at) if isinstance(saved_at, (int, float)) else None
+    fine = isinstance(saved_at, (int, float)) and not isinstance(saved_at, bool) and math.isfinite(saved_at)
+    age = max(0.0, wall_clock() - saved_at) if fine else None  # None: of unknown age
     return answers, age
 
 

@@ -31,9 +31,11 @@ from rpcmm.errors import ConfigurationError, LifecycleError
 from rpcmm.runtime import default_runtime
 from rpcmm.timing import HeartbeatTiming
 
-__all__ = ["Matchmaker", "Capability"]
+__all__ = ["Matchmaker", "Capability", "MAX_ROTATIONS"]
 
 LOG = logging.getLogger(__name__)
+#: Anycast topics whose round-robin counters are kept at once (see :meth:`Matchmaker.lookup`).
+MAX_ROTATIONS = 65_536
 
 _KEY_TYPES = frozenset({Anycast, Directed, Fanout})
 
@@ -235,9 +237,14 @@ class Matchmaker(abc.ABC):
         if kind is Anycast:
             if not hosts:
                 return ()
-            rotation = self._rotations.get(key.topic)
+            rotations = self._rotations
+            rotation = rotations.get(key.topic)
             if rotation is None:
-                rotation = self._rotations.setdefault(key.topic, itertools.count())
+                if len(rotations) >= MAX_ROTATIONS:
+                    # Every topic ever looked up keeps a counter: a process that looks up very
+                    # many once would grow without end. Starting over only restarts round robins.
+                    rotations.clear()
+                rotation = rotations.setdefault(key.topic, itertools.count())
             return (hosts[next(rotation) % len(hosts)],)
         if kind is Fanout:
             return hosts

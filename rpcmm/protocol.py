@@ -103,6 +103,8 @@ MAX_TOPICS_PER_HOST = 1024
 #: then at most half a message, so a listing page (``Table``) with any one row fits in one.
 MAX_RECORD_BYTES = MAX_MESSAGE_BYTES // 2
 _MAX_REQUEST_ID = (1 << 63) - 1
+#: The longest ``host:port`` a registry may be named by in its seed: a name, brackets, a port.
+_MAX_ENDPOINT_LENGTH = MAX_NAME_LENGTH + len("[]:65535")
 
 
 class Kind(enum.IntEnum):
@@ -635,7 +637,7 @@ def _decode_health(data):
     if type(port) is not int or not 0 <= port <= 65535:
         raise ProtocolError(f"feed port must be 0 to 65535, got {port!r}")
     synced_from, synced_age = data[10], data[11]
-    if type(synced_from) is not str or len(synced_from) > MAX_NAME_LENGTH:
+    if type(synced_from) is not str or len(synced_from) > _MAX_ENDPOINT_LENGTH:
         raise ProtocolError("synced_from must be a short string")
     if type(synced_age) not in (int, float) or not math.isfinite(synced_age) or synced_age < -1:
         raise ProtocolError(f"synced_age must be a number >= -1, got {synced_age!r}")

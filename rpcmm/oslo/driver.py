@@ -42,6 +42,7 @@ from rpcmm.errors import (
     RegistryUnavailable,
 )
 from rpcmm.factory import matchmaker_for_seed
+from rpcmm.matchmaker import MAX_ROTATIONS
 from rpcmm.logutil import RateLimitedLogger
 from rpcmm.oslo import wire
 from rpcmm.oslo.calls import CallCancelled, CallTimedOut, PendingCalls
@@ -351,7 +352,10 @@ class ZmqDriver(base.BaseDriver):
             self._warn_undelivered("notification %r on %r: no listener; dropped",
                                   message.get("event_type"), target.topic)
             return
-        chosen = [addresses[next(self._rotations[(topic, pool)]) % len(addresses)]
+        rotations = self._rotations
+        if len(rotations) > MAX_ROTATIONS:  # one per (topic, pool) ever notified: keep it bounded
+            rotations.clear()
+        chosen = [addresses[next(rotations[(topic, pool)]) % len(addresses)]
                   for pool, addresses in sorted(members.items())]
         frames = wire.encode(wire.Request(self._new_id(), topic, ctxt, message))
         self._deliver(chosen, frames, what=f"notification {message.get('event_type')!r}",

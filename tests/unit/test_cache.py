@@ -130,3 +130,10 @@ def test_loaded_answers_are_stale_only():
     cache.load({"t": ["h1"]}, stored_at=-5.0)
     assert cache.fresh("t", now=0.0) is None and cache.stale("t") == ("h1",)
     assert cache.age("t", now=0.0) == 5.0
+
+
+def test_loading_takes_no_more_answers_than_the_cache_holds():
+    cache = LookupCache(max_age=5.0, max_entries=100)
+    cache.put("live", ("h",), now=0.0)
+    cache.load({f"t{i}": ("h",) for i in range(5000)})
+    assert len(cache._entries) == 100 and cache.fresh("live", 1.0) == ("h",)

@@ -75,6 +75,17 @@ def test_anycast_is_strict_round_robin_per_matchmaker(mm):
         assert other.lookup(Anycast("t")) == ("h1",)  # its own rotation
 
 
+def test_round_robin_counters_are_bounded(mm, monkeypatch):
+    import rpcmm.matchmaker as matchmaker_module
+    monkeypatch.setattr(matchmaker_module, "MAX_ROTATIONS", 10)
+    for i in range(100):
+        mm.register(f"t{i}", "h1")
+        mm.register(f"t{i}", "h2")
+        assert mm.lookup(Anycast(f"t{i}")) == ("h1",)
+    assert len(mm._rotations) <= 10
+    assert [mm.lookup(Anycast("t99"))[0] for _ in range(3)] == ["h2", "h1", "h2"]  # still round robin
+
+
 def test_directed_and_fanout(mm):
     mm.register("t", "h1.example.org")
     mm.register("t", "h2")

@@ -26,6 +26,8 @@ MESSAGES = [
     p.Health(11, p.State.UP, 5, 10, 3, 7, 40123, 0.2, "10.0.0.1:7701", 12.5),
     p.Health(12, p.State.WARMING, 5, 0, 0, 0, 1, 0.0, "", -1.0),
     p.Health(13, p.State.UP, 5, 10, 3, 7, 40123, 0.2, "", -1.0, max_registrations=5_000_000, refused=12),
+    # synced from a peer whose name is as long as names go, with its port
+    p.Health(14, p.State.UP, 5, 10, 3, 7, 40123, 0.2, "r" * 255 + ":65535", 1.0),
     p.Suspect(("h1",)),
 ]
 
