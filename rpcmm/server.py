@@ -36,6 +36,7 @@ malformed or hostile message is logged (rate-limited) and dropped; it never stop
 never touches another host's entry.
 """
 
+import collections
 import logging
 import math
 import random
@@ -83,6 +84,8 @@ _LIST_PAGE_BYTES = 256 << 10
 _WHOLE_LIST_BYTES = protocol.MAX_MESSAGE_BYTES - (64 << 10)
 #: Seconds a warming registry waits for each page of a peer's table.
 DEFAULT_PEER_TIMEOUT = 1.0
+#: Host events of one message logged one line each; the rest are summed up in one line.
+_HOST_EVENT_LINES = 16
 #: Messages handled in a row before the loop checks its timers again, and the most time they
 #: may take (a few costly requests, say LISTs of a large table, must not hold up the feed's
 #: ticks and the expiry sweeps for seconds).
@@ -482,6 +485,7 @@ class RegistryServer:
             # keys with a quota are owners, so a registry without quotas counts nothing.
             quota = self.policy.max_hosts(key) if self.policy.has_quotas else None
             owner = UNOWNED if quota is None else key
+            lines = None  # made at the first join, change or departure: most beats have none
             for state in message.states:
                 topics = state.topics
                 verdict = check(key, state.host, topics)
@@ -515,14 +519,18 @@ class RegistryServer:
                         suspicion.heard_from(state.host, now)
                     continue
                 suspicion.heard_from(state.host, now)
+                lines = lines or _HostEventLines()
                 if change is Change.JOINED:
                     self.stats.joined += 1
-                    LOG.info("host %s joined: %s%s", state.host, ", ".join(topics), self._clamped(state))
+                    lines.info("joined", "host %s joined: %s%s", state.host, ", ".join(topics),
+                               self._clamped(state))
                 elif change is Change.CHANGED:
-                    LOG.info("host %s now serves: %s", state.host, ", ".join(topics))
+                    lines.info("changed", "host %s now serves: %s", state.host, ", ".join(topics))
                 elif change is Change.LEFT:
                     self.stats.left += 1
-                    LOG.info("host %s left (no topics)", state.host)
+                    lines.info("left", "host %s left (no topics)", state.host)
+            if lines is not None:
+                lines.close()
             return None
         if kind is protocol.Lookup:
             self.stats.lookups += 1
@@ -530,6 +538,7 @@ class RegistryServer:
             return protocol.Hosts(message.request_id, table.hosts_for(topic), self.epoch, table.version(topic),
                                   self.state, self._data_age(now))
         if kind is protocol.Unregister:
+            lines = _HostEventLines()
             for host in message.hosts:
                 if not self.policy.may_unregister(key, host):
                     self.stats.refused += 1
@@ -539,7 +548,8 @@ class RegistryServer:
                 if table.remove(host):
                     self.suspicion.forget(host)
                     self.stats.left += 1
-                    LOG.info("host %s unregistered", host)
+                    lines.info("unregistered", "host %s unregistered", host)
+            lines.close()
             return None
         if kind is protocol.Suspect:
             if not self.policy.may_report(key):
@@ -646,6 +656,32 @@ class RegistryServer:
                 continue
             self._publish(feed, key, protocol.Snapshot(self.epoch, table.version(topic), topic,
                                                        table.hosts_for(topic)))
+
+
+class _HostEventLines:
+    """The INFO lines of one message's host events (joined, changed, left, unregistered): the
+    first _HOST_EVENT_LINES in full, the rest counted and summed up in one line by
+    :meth:`close`. A process announces up to 4096 hosts in a message: one line each would be
+    thousands of lines a message."""
+
+    __slots__ = ("_left", "_more")
+
+    def __init__(self):
+        self._left = _HOST_EVENT_LINES
+        self._more = None
+
+    def info(self, what, fmt, *args):
+        if self._left:
+            self._left -= 1
+            LOG.info(fmt, *args)
+        else:
+            more = self._more = self._more or collections.Counter()
+            more[what] += 1
+
+    def close(self):
+        if self._more:
+            LOG.info("... and in the same message: %s", ", ".join(
+                f"{count} more host(s) {what}" for what, count in self._more.items()))
 
 
 class _PeerWarmup:

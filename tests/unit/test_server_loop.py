@@ -103,3 +103,17 @@ def test_a_drain_stops_after_its_time_budget_so_the_loop_can_tick(monkeypatch):
     assert 1 <= handled < 20 and took < 0.1  # about 20 ms worth, not 100 x 5 ms
     server._drain(socket)  # the rest waits for the next pass, in order
     assert server.stats.received > handled
+
+
+def test_a_large_batch_of_joins_and_departures_is_logged_in_a_few_lines(caplog):
+    server = RegistryServer("127.0.0.1:0")
+    joining = protocol.Heartbeat(tuple(protocol.HostState(f"h{i}", 1.0, 3.0, ("t",)) for i in range(1000)))
+    with caplog.at_level("INFO", logger="rpcmm.server"):
+        server._handle(joining, b"peer", None, 0.0)
+        server._handle(protocol.Unregister(tuple(f"h{i}" for i in range(1000))), b"peer", None, 1.0)
+    lines = caplog.messages
+    assert len(lines) == 2 * (server_module._HOST_EVENT_LINES + 1)
+    assert lines[0] == "host h0 joined: t" and lines[server_module._HOST_EVENT_LINES] == (
+        "... and in the same message: 984 more host(s) joined")
+    assert lines[-1] == "... and in the same message: 984 more host(s) unregistered"
+    assert server.stats.joined == 1000 and len(server.table) == 0
