@@ -84,6 +84,8 @@ _LIST_PAGE_BYTES = 256 << 10
 _WHOLE_LIST_BYTES = protocol.MAX_MESSAGE_BYTES - (64 << 10)
 #: Seconds a warming registry waits for each page of a peer's table.
 DEFAULT_PEER_TIMEOUT = 1.0
+#: Rows a warming registry takes from one peer when its own table has no cap.
+_MAX_WARMUP_ROWS = 10_000_000
 #: Host events of one message logged one line each; the rest are summed up in one line.
 _HOST_EVENT_LINES = 16
 #: Messages handled in a row before the loop checks its timers again, and the most time they
@@ -702,6 +704,7 @@ class _PeerWarmup:
         self.sent = False
         self.after = ""  # the page cursor: the last host loaded from this peer
         self.added = 0
+        self.listed = 0  # rows the current peer listed, loaded or not
         self.request_id = random.getrandbits(32)
         self.deadline = server.clock.monotonic()
 
@@ -756,7 +759,15 @@ class _PeerWarmup:
     def _load(self, page, now):
         server, table = self.server, self.server.table
         self.added += table.load(page.rows, now)
+        self.listed += len(page.rows)
         full = table.max_registrations is not None and table.registration_count >= table.max_registrations
+        if page.next_after and not full and self.listed >= (table.max_registrations or _MAX_WARMUP_ROWS):
+            # More hosts than any table holds (each has a topic at least), all well-formed and
+            # in order, yet never full here (expired rows are not loaded): a peer that lists
+            # without end, and the registry would stay WARMING for ever.
+            LOG.warning("peer %s listed %d hosts and has more: more than a table holds; trying the next",
+                        self.peer, self.listed)
+            return self._next_peer(now)
         if page.next_after and not full:
             # The next page goes out when the socket can take it, as the first did: the peer
             # may have gone since it answered (then the deadline moves on to the next peer).
@@ -795,6 +806,7 @@ class _PeerWarmup:
             return self._next_peer(now)
         self.sent = False
         self.after = ""
+        self.listed = 0
         self.deadline = now + self.server.peer_timeout
         return True
 

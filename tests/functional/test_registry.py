@@ -526,6 +526,19 @@ def test_a_peer_listing_without_end_stops_when_the_table_is_full(start_server, c
     endless.join()  # it waits for an 11th LIST that never comes, then closes
 
 
+def test_a_peer_listing_expired_hosts_without_end_does_not_keep_a_registry_warming(start_server, context):
+    # Well-formed pages that move on, every row already past its TTL (so nothing is loaded and
+    # the table never fills): only the count of rows listed ends it.
+    def expired(after):
+        return [protocol.TableRow(after + "x", 120.0, 10.0, 60.0, ("t",))], after + "x"
+
+    endless = FakePeer(context, expired, answers=100)
+    late = start_server(peers=[endless.endpoint], peer_timeout=0.5, max_registrations=10)
+    wait_for(lambda: not late._warming, timeout=20)
+    assert late.running and len(late.table) == 0 and len(endless.asked) == 10
+    endless.join()
+
+
 def test_a_list_without_a_cursor_gets_as_much_as_one_message_holds(start_server, seed_for, context):
     server = start_server()
     now = server.clock.monotonic()
