@@ -107,23 +107,7 @@ def _listener_class():
     import zmq
     from oslo_messaging._drivers import base
 
-    class Message(base.RpcIncomingMessage):
-        def __init__(self, ctxt, message, msg_id, reply):
-            super().__init__(ctxt, message, msg_id=msg_id)
-            self._reply = reply  # None for a cast
-
-        def reply(self, reply=None, failure=None):
-            if self._reply is not None:
-                self._reply(self.msg_id, reply)
-
-        def acknowledge(self):
-            pass
-
-        def requeue(self):
-            pass
-
-        def heartbeat(self):
-            pass
+    Message = oslo_rpc.incoming_message_class()
 
     class Listener(base.Listener):
         """Reads requests in its own thread from the moment oslo starts it until it is stopped."""

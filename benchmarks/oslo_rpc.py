@@ -43,7 +43,7 @@ import time
 from benchmarks import servers
 
 __all__ = ["TOPIC", "DispatchCeiling", "EventletCeiling", "Side", "call_frame_sizes", "configure", "driver_status",
-           "eventlet_ceiling_main", "serve", "server_main", "write_zmq_config"]
+           "eventlet_ceiling_main", "incoming_message_class", "serve", "server_main", "write_zmq_config"]
 
 TOPIC = "rpcmmbench"
 
@@ -271,6 +271,33 @@ def call_frame_sizes(side):
     return len(frame), len(reply)
 
 
+def incoming_message_class():
+    """An incoming message class for a server with no real driver: acknowledging, requeueing
+    and beating do nothing; ``reply`` passes ``(msg_id, result)`` to the ``reply`` callable the
+    message was made with, if any (``Message(ctxt, message, msg_id=None, reply=None)``)."""
+    from oslo_messaging._drivers import base
+
+    class Message(base.RpcIncomingMessage):
+        def __init__(self, ctxt, message, msg_id=None, reply=None):
+            super().__init__(ctxt, message, msg_id=msg_id)
+            self._reply = reply
+
+        def reply(self, reply=None, failure=None):
+            if self._reply is not None:
+                self._reply(self.msg_id, reply)
+
+        def acknowledge(self):
+            pass
+
+        def requeue(self):
+            pass
+
+        def heartbeat(self):
+            pass
+
+    return Message
+
+
 class DispatchCeiling:
     """oslo.messaging's server dispatch with no transport: messages/s of its executor.
 
@@ -287,18 +314,7 @@ class DispatchCeiling:
         from oslo_config import cfg
         from oslo_messaging._drivers import base
 
-        class Message(base.RpcIncomingMessage):
-            def reply(self, reply=None, failure=None):
-                pass
-
-            def acknowledge(self):
-                pass
-
-            def requeue(self):
-                pass
-
-            def heartbeat(self):
-                pass
+        Message = incoming_message_class()
 
         class Listener(base.Listener):
             def __init__(self):

@@ -73,25 +73,15 @@ def test_a_listener_gets_each_priority(transports, listeners):
         ("error", "thing.failed", {"id": 2}, "one"), ("info", "thing.created", {"id": 1}, "one")]
 
 
-def test_listeners_without_a_pool_share_the_messages(transports, listeners):
+@pytest.mark.parametrize("second_pool", [None, ""], ids=["no-pool", "empty-pool-name"])
+def test_listeners_of_the_default_pool_share_the_messages(transports, listeners, second_pool):
+    # pool="" is the default pool too, as the rabbit driver reads it (queue ``pool or topic``):
+    # a pool option that defaults to "" must not make a second pool that gets a copy of all.
+    topic = "shared" if second_pool is None else "shared-empty-pool"
     a, b = Recorder("a"), Recorder("b")
-    listeners(["shared"], a)
-    listeners(["shared"], b)
-    n = notifier(transports, "shared")
-    for i in range(10):
-        n.info({}, "tick", i)
-    received = drain(a, 5) + drain(b, 5)
-    assert sorted(e[2] for e in received) == list(range(10))  # each exactly once
-    assert a.events.empty() and b.events.empty()
-
-
-def test_an_empty_pool_name_is_the_default_pool(transports, listeners):
-    # As the rabbit driver reads it (queue name ``pool or topic``): a pool option that
-    # defaults to "" must not make a second pool that gets a copy of everything.
-    a, b = Recorder("none"), Recorder("empty")
-    listeners(["defaulted"], a)
-    listeners(["defaulted"], b, pool="")
-    n = notifier(transports, "defaulted")
+    listeners([topic], a)
+    listeners([topic], b, pool=second_pool)
+    n = notifier(transports, topic)
     for i in range(10):
         n.info({}, "tick", i)
     received = drain(a, 5) + drain(b, 5)
