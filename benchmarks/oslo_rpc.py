@@ -127,12 +127,7 @@ def serve(transport):
 
 def _read_done(server, timeout):
     """The time the server reported its last cast, within ``timeout`` seconds."""
-    import selectors
-    with selectors.DefaultSelector() as sel:
-        sel.register(server.popen.stdout, selectors.EVENT_READ)
-        if not sel.select(timeout):
-            raise TimeoutError(f"casts not all processed within {timeout:g}s")
-    line = server.popen.stdout.readline()
+    line = servers.read_line(server.popen, timeout, "the oslo server, waiting for its casts,")
     if not line.startswith("CASTS_DONE"):
         raise RuntimeError(f"oslo server said {line!r}")
     return float(line.split()[1])

@@ -107,12 +107,12 @@ def child_env():
 
 
 def read_line(popen, timeout, what):
-    """The first line a child prints on stdout, within ``timeout`` seconds."""
+    """The next line a child prints on stdout, within ``timeout`` seconds (else TimeoutError)."""
     import selectors
     with selectors.DefaultSelector() as sel:
         sel.register(popen.stdout, selectors.EVENT_READ)
         if not sel.select(timeout):
-            raise RuntimeError(f"{what} printed nothing within {timeout:g}s")
+            raise TimeoutError(f"{what} printed nothing within {timeout:g}s")
     line = popen.stdout.readline()
     if not line:
         raise RuntimeError(f"{what} exited (rc={popen.poll()}) before it was ready; see {LOG_DIR}")

@@ -40,7 +40,6 @@ _RECONNECT_MS = (100, 300)
 _NOT_CONNECTED = object()
 #: Hosts list_hosts() takes from one registry at most: ten times the default cap on a table
 #: (at least one registration per host), so only a registry feeding pages without end hits it.
-_MAX_LISTED_HOSTS = 50_000_000
 #: Milliseconds close() waits to flush queued casts (the final UNREGISTER) to live registries.
 _CAST_LINGER_MS = 500
 
@@ -162,15 +161,15 @@ class RegistryClient:
         every row. Other calls may run between two pages. RegistryUnavailable if no registry
         answers, or if the one listing stops answering midway; ProtocolError if its pages are
         not in order past their cursor (:func:`~rpcmm.protocol.check_page`) or add up to more
-        than _MAX_LISTED_HOSTS.
+        than protocol.MAX_LISTED_HOSTS.
         """
         first, endpoint = self._call(protocol.ListHosts, protocol.Table, None)
         index, page, after, rows = self.endpoints.index(endpoint), first, "", []
         while True:
             protocol.check_page(page, after)
             rows += page.rows
-            if len(rows) > _MAX_LISTED_HOSTS:
-                raise ProtocolError(f"registry {endpoint} lists more than {_MAX_LISTED_HOSTS} hosts")
+            if len(rows) > protocol.MAX_LISTED_HOSTS:
+                raise ProtocolError(f"registry {endpoint} lists more than {protocol.MAX_LISTED_HOSTS} hosts")
             if not page.next_after:
                 return protocol.Table(first.request_id, tuple(rows), first.state), endpoint
             after = page.next_after

@@ -68,6 +68,23 @@ class PeerRateLimiter:
     def allow(self, peer, now, cost=1.0):
         """Take ``cost`` tokens from ``peer``'s bucket: True if it had them (handle the message),
         False if not (drop it; the peer is over its rate)."""
+        bucket = self._refilled(peer, now)
+        if bucket.tokens >= cost:
+            bucket.tokens -= cost
+            return True
+        self.refused += 1
+        return False
+
+    def charge(self, peer, now, cost):
+        """Take ``cost`` more tokens from ``peer``'s bucket after the fact (for work whose size
+        is known only once done, such as a large reply): its next messages are refused until
+        the bucket refills. The debt is at most one bucket's worth (and, like any bucket, an
+        indebted one untouched for ``refill_time`` may be dropped to make room)."""
+        bucket = self._refilled(peer, now)
+        bucket.tokens = max(-self.burst, bucket.tokens - cost)
+
+    def _refilled(self, peer, now):
+        """``peer``'s bucket, made (full) or refilled for the time since it was last seen."""
         buckets = self._buckets
         bucket = buckets.get(peer)
         if bucket is None:
@@ -79,19 +96,7 @@ class PeerRateLimiter:
             if elapsed > 0:  # a clock that steps back refills nothing
                 bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate)
                 bucket.stamp = now
-        if bucket.tokens >= cost:
-            bucket.tokens -= cost
-            return True
-        self.refused += 1
-        return False
-
-    def charge(self, peer, now, cost):
-        """Take ``cost`` more tokens from ``peer``'s bucket after the fact (for work whose size
-        is known only once done, such as a large reply): its next messages are refused until
-        the bucket refills. The debt is at most one bucket's worth."""
-        if self.allow(peer, now, 0.0):  # refills the bucket (or makes it), and never refuses
-            bucket = self._buckets[peer]
-            bucket.tokens = max(-self.burst, bucket.tokens - cost)
+        return bucket
 
     def forget(self, peer):
         """Drop ``peer``'s bucket (for instance when its connection closed)."""

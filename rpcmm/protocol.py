@@ -85,6 +85,7 @@ __all__ = [
     "MAX_RECORD_BYTES",
     "record_bytes",
     "heartbeats",
+    "MAX_LISTED_HOSTS",
 ]
 
 VERSION = 1
@@ -102,6 +103,10 @@ MAX_TOPICS_PER_HOST = 1024
 #: Most bytes a host record's names (its host and topics, UTF-8) may add up to. A table row is
 #: then at most half a message, so a listing page (``Table``) with any one row fits in one.
 MAX_RECORD_BYTES = MAX_MESSAGE_BYTES // 2
+#: Most hosts a registry's table is taken to list (by a client, or a registry warming up from
+#: it): far beyond any table (its cap counts registrations, each host has one at least), so a
+#: peer that lists more is listing without end.
+MAX_LISTED_HOSTS = 50_000_000
 _MAX_REQUEST_ID = (1 << 63) - 1
 #: The longest ``host:port`` a registry may be named by in its seed: a name, brackets, a port.
 _MAX_ENDPOINT_LENGTH = MAX_NAME_LENGTH + len("[]:65535")

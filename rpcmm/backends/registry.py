@@ -24,6 +24,7 @@ one heartbeat interval.
 """
 
 import logging
+import math
 
 from rpcmm import protocol
 from rpcmm.cache import DEFAULT_CACHE_MAX_AGE, DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_LIVE_MAX_AGE, LookupCache
@@ -84,7 +85,10 @@ class RegistryMatchmaker(Matchmaker):
         if self.cache_file:
             answers, age = load_cache(self.cache_file)
             if answers:
-                self.cache.load(answers, stored_at=self.clock.monotonic() - (age or 0.0))
+                if age is None:  # of unknown age: as old as can be, not as new
+                    self.cache.load(answers)
+                else:
+                    self.cache.load(answers, stored_at=self.clock.monotonic() - age)
                 LOG.info("loaded %d cached answers (%s old) from %s", len(answers),
                          "?" if age is None else f"{age:.0f}s", self.cache_file)
         if self.live or self.cache_file:
@@ -138,8 +142,8 @@ class RegistryMatchmaker(Matchmaker):
         except RegistryUnavailable:
             stale = self.cache.stale(topic)
             if stale is not None:
-                self._stale_warnings.log("no registry answered for %r; serving the cached answer from %.1fs ago",
-                                         topic, self.cache.age(topic, now))
+                self._stale_warnings.log("no registry answered for %r; serving the cached answer from %s",
+                                         topic, _age_text(self.cache.age(topic, now)))
                 return stale
             if static:
                 return static
@@ -193,3 +197,8 @@ class RegistryMatchmaker(Matchmaker):
         a list of ``(endpoint, health)`` in seed order."""
         self._require_started()
         return [(e, self._client.status(i)) for i, e in enumerate(self._client.endpoints)]
+
+
+def _age_text(seconds):
+    """``12.3s ago``, or what an answer of unknown age (from a cache file without one) is."""
+    return "an unknown time ago" if math.isinf(seconds) else f"{seconds:.1f}s ago"

@@ -353,7 +353,7 @@ class ZmqDriver(base.BaseDriver):
                                   message.get("event_type"), target.topic)
             return
         rotations = self._rotations
-        if len(rotations) > MAX_ROTATIONS:  # one per (topic, pool) ever notified: keep it bounded
+        if len(rotations) >= MAX_ROTATIONS:  # one per (topic, pool) ever notified: keep it bounded
             rotations.clear()
         chosen = [addresses[next(rotations[(topic, pool)]) % len(addresses)]
                   for pool, addresses in sorted(members.items())]

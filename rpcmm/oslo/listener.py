@@ -62,7 +62,8 @@ class ZmqIncomingMessage(base.RpcIncomingMessage):
 
     :meth:`reply` and :meth:`heartbeat` send to the caller's reply address through the
     driver's outbox (thread-safe, never blocking); for casts and notifications they do nothing.
-    Neither raises: a reply that cannot be sent is logged, and the caller times out.
+    Neither raises: a reply that cannot be sent (a full queue, a peer gone) is logged, and the
+    caller times out; one over ``max_message_bytes`` is replaced by an error saying so.
     """
 
     def __init__(self, request, outbox):
@@ -83,7 +84,11 @@ class ZmqIncomingMessage(base.RpcIncomingMessage):
             # instead of a timeout.
             LOG.warning("reply to %s cannot be sent (%s); sending the error instead", self.msg_id, exc)
             failure = rpc_common.serialize_remote_exception((type(exc), exc, exc.__traceback__))
-            self._send(wire.Reply(self.msg_id, failure=failure))
+            try:
+                self._send(wire.Reply(self.msg_id, failure=failure))
+            except MessageTooLarge:  # even the error, with its traceback, is over a tiny limit
+                LOG.error("the error reply to %s is over max_message_bytes too; the caller will time out",
+                          self.msg_id)
 
     def heartbeat(self):
         if self._reply_to is not None:

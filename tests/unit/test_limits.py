@@ -110,3 +110,16 @@ def test_a_debt_is_at_most_one_bucket():
     limiter.charge("p", 0.0, 1e9)  # -10 tokens, not -1e9
     assert not limiter.allow("p", 0.1)  # 0 tokens
     assert limiter.allow("p", 0.111)  # 1.1 tokens
+
+
+def test_a_warm_up_over_a_hundred_pages_is_never_refused_at_the_default_rate():
+    # What the registry charges for its replies (1 token per kB over 4 kB) against a peer that
+    # pages through a table of 100,000 hosts (about 80 pages of 256 kB) as fast as a page can be
+    # served and loaded (a few ms each): a legitimate listing must never be refused.
+    from rpcmm import server
+    limiter = PeerRateLimiter()
+    now = 0.0
+    for _ in range(120):
+        assert limiter.allow("warming-peer", now)
+        limiter.charge("warming-peer", now, (256 << 10) / server._REPLY_BYTES_PER_TOKEN)
+        now += 0.005

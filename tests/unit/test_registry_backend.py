@@ -1,5 +1,8 @@
 """RegistryMatchmaker's two tiers and cache, with the registry client replaced by a fake."""
 
+import math
+import time
+
 import pytest
 
 from rpcmm.addressing import Endpoint, Fanout
@@ -130,6 +133,21 @@ def test_the_cache_file_gives_a_cold_start_without_registries(make, fake, tmp_pa
     fake.down = True
     mm = make(cache_file=str(path))
     assert mm.hosts("t") == ("h1",)
+
+
+@pytest.mark.parametrize("saved", ["30 s ago", "NaN"])
+def test_a_cache_file_answer_is_as_old_as_the_file_says_or_of_unknown_age(make, fake, tmp_path, clock, saved):
+    path = tmp_path / "cache.json"
+    saved_at = repr(time.time() - 30) if saved == "30 s ago" else saved
+    path.write_text('{"format": 1, "saved_at": %s, "topics": {"t": ["h1"]}}' % saved_at)
+    fake.down = True
+    mm = make(cache_file=str(path))
+    assert mm.hosts("t") == ("h1",)
+    age = mm.cache.age("t", clock.monotonic())
+    if saved == "NaN":  # unknown: never as new as a file just written (it read as 0 s old)
+        assert age == math.inf
+    else:  # the file's age, counted on from when it was loaded
+        assert 29 < age < 60
 
 
 def test_lookups_stay_correct_while_other_threads_register_and_unregister(make, fake):

@@ -2,12 +2,11 @@
 HEARTBEAT frames stay within their memory budget), the live feed's subscriptions and the
 drain's time budget."""
 
-import time
-
 import zmq
 
 from rpcmm import protocol
 from rpcmm import server as server_module
+from rpcmm.clock import ManualClock
 from rpcmm.server import RegistryServer
 
 
@@ -87,33 +86,59 @@ class FakeRouter:
         self.sent.append(frame)
 
 
-def test_a_drain_stops_after_its_time_budget_so_the_loop_can_tick(monkeypatch):
+class FakeTimer:
+    """``server.timer``: real seconds that pass only when a handled request says so."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _drain_costly(reply_rows):
+    """A server whose every request takes 5 ms (on a fake timer), answered with a Table of
+    ``reply_rows`` rows; and a socket with 100 such requests queued."""
     server = RegistryServer("127.0.0.1:0")
-    requests = [(b"peer", protocol.encode(protocol.Status(i))) for i in range(100)]
-    socket = FakeRouter(requests)
+    server.timer = timer = FakeTimer()
+    rows = tuple(protocol.TableRow(f"host-{i:04d}", 0.0, 1.0, 3.0, ("t",)) for i in range(reply_rows))
 
-    def slow_handle(message, identity, key, now):  # each request takes 5 ms, like a large LIST
-        time.sleep(0.005)
+    def costly(message, identity, key, now):
+        timer.now += 0.005
+        return protocol.Table(message.request_id, rows)
 
-    monkeypatch.setattr(server, "_handle", slow_handle)
-    started = time.perf_counter()
+    server._handle = costly
+    return server, FakeRouter([(b"peer", protocol.encode(protocol.ListHosts(i, ""))) for i in range(100)])
+
+
+def test_a_drain_of_costly_requests_stops_after_its_time_budget_so_the_loop_can_tick():
+    server, socket = _drain_costly(reply_rows=200)  # replies of ~5 kB: the time is read after each
     server._drain(socket)
-    took = time.perf_counter() - started
-    handled = server.stats.received
-    assert 1 <= handled < 20 and took < 0.1  # about 20 ms worth, not 100 x 5 ms
+    assert server.stats.received == 5  # 25 ms of work: past the 20 ms budget
     server._drain(socket)  # the rest waits for the next pass, in order
-    assert server.stats.received > handled
+    assert server.stats.received == 10
+
+
+def test_a_drain_reads_the_time_every_few_requests_when_the_replies_are_small():
+    server, socket = _drain_costly(reply_rows=1)
+    server._drain(socket)
+    assert server.stats.received == server_module._DRAIN_CHECK_EVERY - 1
 
 
 def test_a_large_batch_of_joins_and_departures_is_logged_in_a_few_lines(caplog):
-    server = RegistryServer("127.0.0.1:0")
+    clock = ManualClock()
+    server = RegistryServer("127.0.0.1:0", clock=clock)
     joining = protocol.Heartbeat(tuple(protocol.HostState(f"h{i}", 1.0, 3.0, ("t",)) for i in range(1000)))
+    leaving = protocol.Unregister(tuple(f"h{i}" for i in range(1000)))
+    limit = server_module._HOST_EVENT_LINES
     with caplog.at_level("INFO", logger="rpcmm.server"):
-        server._handle(joining, b"peer", None, 0.0)
-        server._handle(protocol.Unregister(tuple(f"h{i}" for i in range(1000))), b"peer", None, 1.0)
-    lines = caplog.messages
-    assert len(lines) == 2 * (server_module._HOST_EVENT_LINES + 1)
-    assert lines[0] == "host h0 joined: t" and lines[server_module._HOST_EVENT_LINES] == (
-        "... and in the same message: 984 more host(s) joined")
-    assert lines[-1] == "... and in the same message: 984 more host(s) unregistered"
-    assert server.stats.joined == 1000 and len(server.table) == 0
+        server._handle(joining, b"peer", None, clock.monotonic())
+        server._handle(leaving, b"peer", None, clock.monotonic())
+        assert len(caplog.messages) == 2 * limit
+        assert caplog.messages[0] == "host h0 joined: t" and caplog.messages[limit] == "host h0 unregistered"
+        clock.advance(1.5)  # the next line of a kind says how many of it were held back
+        server._handle(protocol.Heartbeat((protocol.HostState("late", 1.0, 3.0, ("t",)),)), b"peer", None,
+                       clock.monotonic())
+    assert caplog.messages[-2].startswith(f"... {1000 - limit} more like this in the last 1.5s")
+    assert caplog.messages[-1] == "host late joined: t"
+    assert server.stats.joined == 1001 and server.stats.left == 1000
