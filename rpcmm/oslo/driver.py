@@ -313,21 +313,30 @@ class ZmqDriver(base.BaseDriver):
                                   message.get("method"), target.topic, target.server)
             return
         frames = wire.encode(wire.Request(self._new_id(), key.topic, ctxt, message))
-        self._deliver(hosts, frames, what=f"cast {message.get('method')!r}",
+        self._deliver([(host,) for host in hosts], frames, what=f"cast {message.get('method')!r}",
                       must_deliver=not target.fanout)
 
-    def _deliver(self, hosts, frames, what, must_deliver):
-        for host in hosts:
-            try:
-                self._outbox.send(host, frames)
-            except LifecycleError as exc:  # cleanup raced this send
-                raise oslo_messaging.MessageDeliveryFailure(str(exc)) from None
-            except MessageTooLarge as exc:  # too large for every peer alike
-                raise oslo_messaging.MessageDeliveryFailure(f"{what}: {exc}") from None
-            except PeerBusy as exc:
-                if must_deliver:
+    def _deliver(self, destinations, frames, what, must_deliver):
+        """Hand ``frames`` to each destination: a sequence of addresses, of which the first
+        that takes them gets them (a pool's other members stand in for a busy one). A
+        destination none of whose addresses takes them fails the send if ``must_deliver``, else
+        is logged."""
+        for addresses in destinations:
+            busy = None
+            for address in addresses:
+                try:
+                    self._outbox.send(address, frames)
+                    break
+                except LifecycleError as exc:  # cleanup raced this send
                     raise oslo_messaging.MessageDeliveryFailure(str(exc)) from None
-                self._warn_undelivered("%s not delivered to %s: %s", what, host, exc)
+                except MessageTooLarge as exc:  # too large for every peer alike
+                    raise oslo_messaging.MessageDeliveryFailure(f"{what}: {exc}") from None
+                except PeerBusy as exc:
+                    busy = exc
+            else:
+                if must_deliver:
+                    raise oslo_messaging.MessageDeliveryFailure(str(busy)) from None
+                self._warn_undelivered("%s not delivered to %s: %s", what, " or ".join(addresses), busy)
 
     def send_notification(self, target, ctxt, message, version, retry=None):
         """Send one copy to one listener of each pool of the topic (round robin in a pool).
@@ -355,10 +364,12 @@ class ZmqDriver(base.BaseDriver):
         rotations = self._rotations
         if len(rotations) >= MAX_ROTATIONS:  # one per (topic, pool) ever notified: keep it bounded
             rotations.clear()
-        chosen = [addresses[next(rotations[(topic, pool)]) % len(addresses)]
-                  for pool, addresses in sorted(members.items())]
+        pools = []
+        for pool, addresses in sorted(members.items()):
+            first = next(rotations[(topic, pool)]) % len(addresses)
+            pools.append(addresses[first:] + addresses[:first])  # the one in turn, then the rest
         frames = wire.encode(wire.Request(self._new_id(), topic, ctxt, message))
-        self._deliver(chosen, frames, what=f"notification {message.get('event_type')!r}",
+        self._deliver(pools, frames, what=f"notification {message.get('event_type')!r}",
                       must_deliver=False)
 
     # -- listening -----------------------------------------------------------------------------

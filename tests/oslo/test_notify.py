@@ -5,7 +5,10 @@ import queue
 import pytest
 
 import oslo_messaging
-from tests.oslo.conftest import stop_all
+from rpcmm.oslo.driver import ZmqDriver
+from rpcmm.oslo.names import PoolMember
+from rpcmm.oslo.peers import PeerBusy
+from tests.oslo.conftest import make_conf, stop_all
 
 pytestmark = [pytest.mark.functional, pytest.mark.timeout(60)]
 
@@ -122,3 +125,41 @@ def test_topics_are_independent(transports, listeners):
     assert drain(one, 1)[0][1] == "for-one"
     assert drain(two, 1)[0][1] == "for-two"
     assert one.events.empty() and two.events.empty()
+
+
+class _Registered:
+    """A matchmaker stub: every notification topic is served by ``hosts``."""
+
+    def __init__(self, hosts):
+        self.hosts = tuple(hosts)
+
+    def lookup(self, key):
+        return self.hosts
+
+
+class _Outbox:
+    """An outbox stub whose ``busy`` addresses refuse everything, as a full send queue does."""
+
+    def __init__(self, busy):
+        self.busy, self.sent = set(busy), []
+
+    def send(self, address, frames):
+        if address in self.busy:
+            raise PeerBusy(f"the send queue to {address} is full")
+        self.sent.append(address)
+
+
+def test_a_busy_pool_member_is_stood_in_for_by_another(caplog):
+    members = {pool: [f"10.0.0.{i}:{4000 + n}" for n in range(3)] for i, pool in enumerate(("p1", "p2"), 1)}
+    busy = {members["p1"][0], *members["p2"]}  # one member of p1 is stuck; all of p2 are
+    conf = make_conf()
+    driver = ZmqDriver(conf, oslo_messaging.TransportURL.parse(conf, "zmq://"))
+    driver._matchmaker = _Registered(PoolMember(pool, a).host for pool, addresses in members.items()
+                                     for a in addresses)
+    driver._outbox = _Outbox(busy)
+    driver._started = True
+    for _ in range(6):
+        driver.send_notification(oslo_messaging.Target(topic="n.info"), {}, {"event_type": "e"}, 2.0)
+    assert len(driver._outbox.sent) == 6  # p1 got every one, from its two free members in turn
+    assert set(driver._outbox.sent) == set(members["p1"][1:])
+    assert "not delivered to" in caplog.text  # p2's copies: logged, not raised
