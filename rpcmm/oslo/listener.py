@@ -155,7 +155,7 @@ class ZmqListener(base.PollStyleListener):
         self._receiver = Receiver(
             context, runtime, self._accept, options.listen_host,
             options.advertise_host or options.listen_host, options.max_message_bytes,
-            name=name, curve=curve,
+            name=name, curve=curve, on_failure=self._receiver_failed,
         )
 
     @property
@@ -206,6 +206,13 @@ class ZmqListener(base.PollStyleListener):
             LOG.debug("%s: registration of %s not yet visible for %s", self._name, host, pending)
 
     # -- the receiver's task -----------------------------------------------------------------
+
+    def _receiver_failed(self):
+        """The receiving task ended on an error: nothing more arrives here, so callers must be
+        sent to other servers. Unregister and stop, as a stop without a drain does."""
+        LOG.error("%s on %s stopped receiving; unregistering it so that callers go elsewhere",
+                  self._name, self.address)
+        self._teardown(drain=False)
 
     def _accept(self, frames):
         try:

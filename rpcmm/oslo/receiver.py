@@ -53,7 +53,9 @@ class Receiver:
     server. ``handle(frames)`` is called in the reading task with the frames after the sender's
     identity, one message at a time; it must be quick. It refuses a message by raising
     ProtocolError (logged with one rate limit per receiver); anything else it raises is a bug,
-    logged in full, and the message is dropped either way. ``advertise_host`` is the address peers are told.
+    logged in full, and the message is dropped either way. ``advertise_host`` is the address
+    peers are told. ``on_failure()``, if given, is called in the reading task when a receive
+    fails and the task ends with nothing more to read (the socket is closed after it returns).
 
     Lifecycle: the constructor does nothing; :meth:`start` binds (raising zmq errors, e.g. a bad
     ``listen_host``) and starts the task; :attr:`address` is then ``host:port``;
@@ -62,8 +64,9 @@ class Receiver:
     """
 
     def __init__(self, context, runtime, handle, listen_host, advertise_host, max_message_bytes,
-                 name="rpcmm-oslo-receiver", curve=None):
+                 name="rpcmm-oslo-receiver", curve=None, on_failure=None):
         self._context = context
+        self._on_failure = on_failure
         self._curve = curve
         self._runtime = runtime
         self._handle = handle
@@ -165,6 +168,7 @@ class Receiver:
                 frames = receive_routed(socket)
             except Exception:
                 LOG.exception("%s: receive failed; the receiver stops", self._name)
+                self._failed()
                 return False
             if len(frames) == 2 and frames[1] in (self._token, self._drain_token):
                 return frames[1] == self._drain_token
@@ -176,6 +180,14 @@ class Receiver:
                 # heartbeat, an in-process registry). sleep(0) yields under eventlet and
                 # costs next to nothing with plain threads.
                 time.sleep(0)
+
+    def _failed(self):
+        if self._on_failure is None:
+            return
+        try:
+            self._on_failure()
+        except Exception:
+            LOG.exception("%s: its failure handler failed", self._name)
 
     def _deliver(self, frames):
         try:

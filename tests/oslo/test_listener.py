@@ -8,6 +8,7 @@ import pytest
 import zmq
 
 from rpcmm.oslo import listener as listener_module
+from rpcmm.oslo import receiver as receiver_module
 
 from rpcmm.oslo import wire
 from rpcmm.oslo.listener import PushListener, ZmqListener
@@ -417,3 +418,22 @@ def test_a_stop_interrupted_midway_still_stops_delivering_and_closes(make_listen
     assert time.monotonic() - started < 5.0
     time.sleep(0.2)  # give a wrong delivery its chance to happen
     assert got == []
+
+
+def test_a_listener_whose_receiving_fails_unregisters_instead_of_swallowing_messages(make_listener, sender,
+                                                                                      monkeypatch, caplog):
+    listener = make_listener()
+    matchmaker = listener._matchmaker
+    assert matchmaker.registered
+
+    def failing(socket):
+        raise zmq.ZMQError(zmq.EFAULT, "simulated")
+
+    # The task is blocked in a receive that began before this: that one returns the message
+    # sent next, and the one after fails, as on a broken socket.
+    monkeypatch.setattr(receiver_module, "receive_routed", failing)
+    sender(listener.address)(request(1))  # wakes the blocked receive; the one after fails
+    wait_for(lambda: not matchmaker.registered, timeout=5)
+    assert "stopped receiving; unregistering" in caplog.text
+    listener.stop()  # and a later stop is a no-op
+    listener.cleanup()
