@@ -38,8 +38,6 @@ _CAST_HIGH_WATER_MARK = 64
 #: these (0.6 s at most), inside the default heartbeat interval.
 _RECONNECT_MS = (100, 300)
 _NOT_CONNECTED = object()
-#: Hosts list_hosts() takes from one registry at most: ten times the default cap on a table
-#: (at least one registration per host), so only a registry feeding pages without end hits it.
 #: Milliseconds close() waits to flush queued casts (the final UNREGISTER) to live registries.
 _CAST_LINGER_MS = 500
 
