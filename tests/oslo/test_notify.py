@@ -39,12 +39,12 @@ class BatchRecorder:
 def listeners(transports):
     started = []
 
-    def start(topics, endpoint, pool=None, batch=None):
+    def start(topics, endpoint, pool=None, batch=None, allow_requeue=False):
         transport = transports.notification()
         targets = [oslo_messaging.Target(topic=t) for t in topics]
         if batch is None:
             listener = oslo_messaging.get_notification_listener(
-                transport, targets, [endpoint], executor="threading", pool=pool)
+                transport, targets, [endpoint], executor="threading", pool=pool, allow_requeue=allow_requeue)
         else:
             listener = oslo_messaging.get_batch_notification_listener(
                 transport, targets, [endpoint], executor="threading", pool=pool,
@@ -125,6 +125,43 @@ def test_topics_are_independent(transports, listeners):
     assert drain(one, 1)[0][1] == "for-one"
     assert drain(two, 1)[0][1] == "for-two"
     assert one.events.empty() and two.events.empty()
+
+
+class Requeuer:
+    """Asks for each notification to be requeued ``times`` times, then handles it."""
+
+    def __init__(self, times):
+        self.times = times
+        self.seen = queue.Queue()
+        self._counts = {}
+
+    def info(self, ctxt, publisher_id, event_type, payload, metadata):
+        count = self._counts[payload] = self._counts.get(payload, 0) + 1
+        self.seen.put((payload, count))
+        if count <= self.times:
+            return oslo_messaging.NotificationResult.REQUEUE
+        return oslo_messaging.NotificationResult.HANDLED
+
+
+def test_a_requeued_notification_is_delivered_again(transports, listeners):
+    endpoint = Requeuer(times=2)
+    listeners(["requeued"], endpoint, allow_requeue=True)
+    n = notifier(transports, "requeued")
+    n.info({}, "thing", "a")
+    n.info({}, "thing", "b")
+    got = sorted(endpoint.seen.get(timeout=5) for _ in range(6))
+    assert got == [("a", 1), ("a", 2), ("a", 3), ("b", 1), ("b", 2), ("b", 3)]
+    with pytest.raises(queue.Empty):
+        endpoint.seen.get(timeout=0.3)  # handled the third time: not delivered again
+
+
+def test_without_allow_requeue_a_notification_is_not_delivered_again(transports, listeners):
+    endpoint = Requeuer(times=1)
+    listeners(["not-requeued"], endpoint)
+    notifier(transports, "not-requeued").info({}, "thing", "a")
+    assert endpoint.seen.get(timeout=5) == ("a", 1)
+    with pytest.raises(queue.Empty):
+        endpoint.seen.get(timeout=0.3)
 
 
 class _Registered:
