@@ -1,5 +1,6 @@
 """Waiting calls and their reply socket: callers take turns reading it (leader/followers)."""
 
+import queue
 import threading
 import time
 
@@ -173,19 +174,22 @@ def test_a_call_that_never_waits_hands_its_promotion_on(calls, server):
 
 
 def test_callers_coming_and_going_never_miss_a_reply(calls, server):
-    # Eight threads make 150 calls each, the reply sent just before or just after the call
-    # starts to wait, so calls keep finding another one reading, becoming the reader, and
-    # being promoted. A wake-up lost anywhere leaves a call waiting out its timeout.
+    # Eight threads make 150 calls each, the reply sent just before the call starts to wait
+    # or, by another thread, about when it does, so calls keep finding another one reading,
+    # becoming the reader, and being promoted. A wake-up lost anywhere leaves a call waiting
+    # out its timeout.
     failures = []
+    later = queue.Queue()
+
+    def replier():  # sends what it is given, while the callers go on to wait
+        for message in iter(later.get, None):
+            server(message)
 
     def caller(n):
         for i in range(150):
             msg_id = f"t{n}-{i}"
             slot = calls.expect(msg_id)
-            if i % 2:
-                server(wire.Reply(msg_id, result=i))
-            else:
-                threading.Timer(0.0005, server, (wire.Reply(msg_id, result=i),)).start()
+            (server if i % 2 else later.put)(wire.Reply(msg_id, result=i))
             try:
                 reply = calls.wait(msg_id, slot, 3.0, None)
             except CallTimedOut:
@@ -194,12 +198,16 @@ def test_callers_coming_and_going_never_miss_a_reply(calls, server):
             if reply.result != i:
                 failures.append((msg_id, reply))
 
+    sending = threading.Thread(target=replier)
+    sending.start()
     threads = [threading.Thread(target=caller, args=(n,)) for n in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(15)
-    assert not any(thread.is_alive() for thread in threads)
+    later.put(None)
+    sending.join(5)
+    assert not any(thread.is_alive() for thread in threads + [sending])
     assert failures == []
     assert calls._slots == {} and not calls._reader.locked()
 
